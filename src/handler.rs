@@ -1,0 +1,278 @@
+//! The callback face: a [`Handler`] runs on the reactor thread and acts through a [`Context`].
+
+use crate::error::{CloseReason, SendError};
+use crate::id::ConnId;
+use crate::reactor::{Closed, Core, Face};
+use crate::shared::{ConnHandle, ServerHandle};
+use bytes::Bytes;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
+
+/// Who a new connection is with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The connection's id, valid until it closes.
+    pub id: ConnId,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The local address the peer connected to.
+    pub local: SocketAddr,
+}
+
+/// Callbacks for connection events, run on the reactor thread.
+///
+/// Every callback runs on the one reactor thread, between system calls: while it runs, no other
+/// connection is served. Keep them short and never block in them; hand slow work to another
+/// thread and answer through a [`ConnHandle`] (see [`Context::handle`]).
+///
+/// A callback that panics does not take the server down: the panic is caught, the connection it
+/// concerned is closed with [`CloseReason::Error`] (so [`on_error`](Self::on_error) and
+/// [`on_close`](Self::on_close) hear of it), and every other connection keeps being served.
+///
+/// The C++ design's callbacks map as: `on_connection_opened` → [`on_open`](Self::on_open),
+/// `on_message_received` → [`on_message`](Self::on_message), `on_connection_closed` →
+/// [`on_close`](Self::on_close), `on_exception_occurred` → [`on_error`](Self::on_error),
+/// `on_waiting_for_activity` → [`on_idle`](Self::on_idle), `on_listen_success` →
+/// [`on_listening`](Self::on_listening), `on_shutdown_success` → [`on_shutdown`](Self::on_shutdown).
+///
+/// # Examples
+///
+/// ```
+/// use epoll_server::{Context, ConnId, Handler};
+/// use bytes::Bytes;
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes) {
+///         // A refused send hands the message back; an echo can only drop it and close.
+///         if ctx.send(conn, data).is_err() {
+///             ctx.close(conn);
+///         }
+///     }
+/// }
+/// ```
+pub trait Handler: Send + 'static {
+    /// The server is listening on `addrs` (the real bound addresses, with their ports).
+    fn on_listening(&mut self, ctx: &mut Context<'_>, addrs: &[SocketAddr]) {
+        let _ = ctx;
+        log::info!("listening on {addrs:?}");
+    }
+
+    /// A connection was accepted.
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnInfo) {
+        let _ = ctx;
+        log::debug!("connection {} opened from {}", conn.id, conn.peer);
+    }
+
+    /// Bytes (or, with a codec, one whole frame) arrived on `conn`. Messages of one connection
+    /// arrive in order.
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes);
+
+    /// `conn` closed; `reason` says why. Sends to it fail from now on.
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
+        let _ = ctx;
+        log::debug!("connection {conn} {reason}");
+    }
+
+    /// Something failed: a connection (`Some(id)`, which then closes), or the server itself
+    /// (`None`: an accept error such as fd exhaustion, or a panic in a callback without a connection).
+    fn on_error(&mut self, ctx: &mut Context<'_>, conn: Option<ConnId>, error: &io::Error) {
+        let _ = ctx;
+        match conn {
+            Some(id) => log::warn!("connection {id}: {error}"),
+            None => log::warn!("server: {error}"),
+        }
+    }
+
+    /// The server has been idle for the tick interval (see [`Builder::tick`](crate::Builder::tick)).
+    fn on_idle(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// The server stopped: every connection is closed, its loop is about to return.
+    fn on_shutdown(&mut self) {
+        log::info!("server shut down");
+    }
+}
+
+/// What a callback can do: send, close, pause and resume reading, get thread-safe handles.
+pub struct Context<'a> {
+    pub(crate) core: &'a mut Core,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("connections", &self.core.len())
+            .finish()
+    }
+}
+
+impl Context<'_> {
+    /// Queues `msg` on `conn`, after everything queued before it. It is written when this
+    /// callback returns, together with other queued buffers in one system call.
+    ///
+    /// # Errors
+    ///
+    /// [`SendErrorKind::Closed`](crate::SendErrorKind::Closed) if `conn` is closed or closing,
+    /// [`SendErrorKind::Full`](crate::SendErrorKind::Full) if its queued output would pass the
+    /// hard limit ([`Builder::output_limits`](crate::Builder::output_limits)). The message comes
+    /// back inside the error.
+    pub fn send(&mut self, conn: ConnId, msg: impl Into<Bytes>) -> Result<(), SendError> {
+        self.core.send(conn, msg.into())
+    }
+
+    /// Closes `conn` once what is queued for it is written. Reading from it stops now.
+    pub fn close(&mut self, conn: ConnId) {
+        self.core.close(conn, CloseReason::Local);
+    }
+
+    /// Stops reading from `conn` (the seed's `stop_reading_from_connection`); the peer then
+    /// feels TCP flow control.
+    pub fn pause_reading(&mut self, conn: ConnId) {
+        self.core.pause_reading(conn, crate::reactor::PAUSE_USER);
+    }
+
+    /// Resumes reading from `conn`.
+    pub fn resume_reading(&mut self, conn: ConnId) {
+        self.core.resume_reading(conn, crate::reactor::PAUSE_USER);
+    }
+
+    /// A thread-safe handle to `conn`, or `None` if it is closed.
+    pub fn handle(&mut self, conn: ConnId) -> Option<ConnHandle> {
+        self.core
+            .conn_shared(conn)
+            .map(|inner| ConnHandle { inner })
+    }
+
+    /// A handle to the server, e.g. to stop it.
+    pub fn server(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.core.shared.clone(),
+        }
+    }
+
+    /// Stops the server gracefully once this callback returns.
+    pub fn stop(&self) {
+        self.core.shared.stop();
+    }
+
+    /// Whether `conn` is open (and not closing).
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.core.get(conn).is_some_and(|c| c.closing.is_none())
+    }
+
+    /// Bytes queued for `conn` and not yet written, or `None` if it is closed.
+    pub fn queued_bytes(&self, conn: ConnId) -> Option<usize> {
+        self.core.get(conn).map(|c| c.queued_bytes())
+    }
+
+    /// The number of open connections.
+    pub fn connection_count(&self) -> usize {
+        self.core.len()
+    }
+}
+
+/// Runs `f` on the handler, turning a panic into an `io::Error` naming the callback.
+fn guarded<R>(what: &str, f: impl FnOnce() -> R) -> Result<R, io::Error> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_string());
+        io::Error::other(format!("handler panicked in {what}: {msg}"))
+    })
+}
+
+/// The callback face: the reactor's events, delivered to a [`Handler`].
+pub(crate) struct CallbackFace {
+    handler: Box<dyn Handler>,
+}
+
+impl CallbackFace {
+    pub(crate) fn new(handler: Box<dyn Handler>) -> CallbackFace {
+        CallbackFace { handler }
+    }
+
+    /// Runs a callback; a panic closes `conn` (if any) or is reported as a server error.
+    fn run(
+        &mut self,
+        core: &mut Core,
+        conn: Option<ConnId>,
+        what: &str,
+        f: impl FnOnce(&mut dyn Handler, &mut Context<'_>),
+    ) {
+        let handler = &mut *self.handler;
+        let result = {
+            let mut ctx = Context { core: &mut *core };
+            guarded(what, || f(handler, &mut ctx))
+        };
+        if let Err(err) = result {
+            match conn {
+                Some(id) if core.get(id).is_some() => core.abort(id, CloseReason::Error(err)),
+                _ => self.report(core, None, &err),
+            }
+        }
+    }
+
+    fn report(&mut self, core: &mut Core, conn: Option<ConnId>, err: &io::Error) {
+        let handler = &mut *self.handler;
+        let mut ctx = Context { core };
+        if let Err(again) = guarded("on_error", || handler.on_error(&mut ctx, conn, err)) {
+            log::error!("{again} (while reporting: {err})");
+        }
+    }
+}
+
+impl Face for CallbackFace {
+    fn listening(&mut self, core: &mut Core, addrs: &[SocketAddr]) {
+        self.run(core, None, "on_listening", |h, ctx| {
+            h.on_listening(ctx, addrs)
+        });
+    }
+
+    fn opened(&mut self, core: &mut Core, info: ConnInfo) {
+        self.run(core, Some(info.id), "on_open", |h, ctx| {
+            h.on_open(ctx, info)
+        });
+    }
+
+    fn received(&mut self, core: &mut Core, id: ConnId, frame: Bytes) -> Option<Bytes> {
+        self.run(core, Some(id), "on_message", |h, ctx| {
+            h.on_message(ctx, id, frame)
+        });
+        None
+    }
+
+    fn read_finished(&mut self, core: &mut Core, id: ConnId) {
+        // The peer is done sending: answer what it sent, then close.
+        core.close(id, CloseReason::PeerClosed);
+    }
+
+    fn closed(&mut self, core: &mut Core, closed: Closed) {
+        let id = closed.id;
+        if let CloseReason::Error(e) = &closed.reason {
+            self.report(core, Some(id), e);
+        }
+        let reason = closed.reason;
+        self.run(core, None, "on_close", |h, ctx| h.on_close(ctx, id, reason));
+    }
+
+    fn error(&mut self, core: &mut Core, id: Option<ConnId>, err: io::Error) {
+        self.report(core, id, &err);
+    }
+
+    fn idle(&mut self, core: &mut Core) {
+        self.run(core, None, "on_idle", |h, ctx| h.on_idle(ctx));
+    }
+
+    fn shutdown(&mut self, _core: &mut Core) {
+        let handler = &mut *self.handler;
+        if let Err(e) = guarded("on_shutdown", || handler.on_shutdown()) {
+            log::error!("{e}");
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! One connection's reactor-side state and its write path.
+//!
+//! # Write path
+//!
+//! Output is an ordered queue of [`Bytes`]; a flush writes up to [`MAX_IOV`] of them in one
+//! `sendmsg(MSG_NOSIGNAL)`. The socket is registered once for `EPOLLIN | EPOLLOUT | EPOLLET`, so
+//! nothing is re-registered per message: `writable` remembers whether the last write left room.
+//!
+//! ```text
+//!  writable | outcome of sendmsg               | next
+//! ----------+----------------------------------+---------------------------------------------
+//!  true     | Ok(n) == all offered bytes       | writable; continue while the queue has data
+//!  true     | Ok(n) <  offered (partial)       | not writable: the send buffer is full, wait
+//!           |                                  | for the EPOLLOUT edge (saves an EAGAIN call)
+//!  true     | Err(WouldBlock)                  | not writable, wait for EPOLLOUT
+//!  true     | Err(Interrupted)                 | retry
+//!  true     | Err(e) (EPIPE, ECONNRESET, ...)  | error: the caller drops the queue and closes
+//!  false    | —                                | nothing; the EPOLLOUT edge sets writable
+//! ```
+
+use crate::error::CloseReason;
+use crate::read_path::{ReadSource, ReadState};
+use crate::shared::ConnShared;
+use crate::sys;
+use bytes::{Buf, Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+/// At most this many buffers go into one `sendmsg` (libuv caps at a similar count).
+pub(crate) const MAX_IOV: usize = 64;
+
+/// Pause reasons (bits of [`ReadState`]'s pause mask).
+pub(crate) const PAUSE_USER: u8 = 1;
+pub(crate) const PAUSE_OUTPUT: u8 = 2;
+pub(crate) const PAUSE_CONSUMER: u8 = 4;
+pub(crate) const PAUSE_CLOSING: u8 = 8;
+
+/// A connected socket as a [`ReadSource`].
+pub(crate) struct SocketSource<'a>(pub(crate) BorrowedFd<'a>);
+
+impl ReadSource for SocketSource<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        sys::recv(self.0, buf)
+    }
+}
+
+/// Rarely used parts of a connection, boxed so a plain callback connection stays small.
+#[derive(Default)]
+pub(crate) struct Extra {
+    /// State shared with handles and async halves, once someone asked for it.
+    pub(crate) shared: Option<Arc<ConnShared>>,
+    pub(crate) out_rx: Option<async_channel::Receiver<Bytes>>,
+    /// Async face: where inbound frames go.
+    pub(crate) inbound_tx: Option<async_channel::Sender<io::Result<Bytes>>>,
+    /// Frames the consumer had no room for; delivered first when it catches up.
+    pub(crate) parked: VecDeque<Bytes>,
+    /// Framing state, when the listener has a decoder.
+    pub(crate) framer: Option<Framer>,
+}
+
+/// A decoder and the bytes it has not turned into frames yet.
+pub(crate) struct Framer {
+    pub(crate) decoder: Box<dyn crate::codec::Decoder>,
+    pub(crate) buf: BytesMut,
+}
+
+pub(crate) struct Conn {
+    pub(crate) fd: OwnedFd,
+    pub(crate) face: usize,
+    pub(crate) read: ReadState,
+    pub(crate) out: VecDeque<Bytes>,
+    /// Bytes in `out`.
+    pub(crate) out_bytes: usize,
+    pub(crate) writable: bool,
+    pub(crate) in_dirty: bool,
+    pub(crate) in_ready: bool,
+    /// Close once `out` is written, for this reason.
+    pub(crate) closing: Option<CloseReason>,
+    /// `shutdown(SHUT_WR)` once `out` is written.
+    pub(crate) shut_wr_pending: bool,
+    pub(crate) wr_shut: bool,
+    pub(crate) extra: Option<Box<Extra>>,
+}
+
+impl Conn {
+    pub(crate) fn new(fd: OwnedFd, face: usize, read: ReadState) -> Conn {
+        Conn {
+            fd,
+            face,
+            read,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            writable: true,
+            in_dirty: false,
+            in_ready: false,
+            closing: None,
+            shut_wr_pending: false,
+            wr_shut: false,
+            extra: None,
+        }
+    }
+
+    pub(crate) fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    pub(crate) fn shared(&self) -> Option<&Arc<ConnShared>> {
+        self.extra.as_ref().and_then(|e| e.shared.as_ref())
+    }
+
+    /// Bytes queued for this connection and not yet written, from every source.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        match self.shared() {
+            Some(s) => s.queued.load(std::sync::atomic::Ordering::SeqCst),
+            None => self.out_bytes,
+        }
+    }
+
+    /// Appends to the write queue (accounting for handles if any).
+    pub(crate) fn push_out(&mut self, msg: Bytes) {
+        let len = msg.len();
+        if len == 0 {
+            return;
+        }
+        if let Some(s) = self.shared() {
+            use std::sync::atomic::Ordering::SeqCst;
+            s.queued.fetch_add(len, SeqCst);
+            s.enqueued_total.fetch_add(len as u64, SeqCst);
+        }
+        self.out_bytes += len;
+        self.out.push_back(msg);
+    }
+
+    /// Moves what other threads sent into the write queue (already counted in `queued`).
+    pub(crate) fn drain_channel(&mut self) {
+        let Some(extra) = self.extra.as_mut() else {
+            return;
+        };
+        let Some(rx) = extra.out_rx.as_ref() else {
+            return;
+        };
+        if let Some(s) = extra.shared.as_ref() {
+            s.flush_wanted
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        while let Ok(msg) = rx.try_recv() {
+            if !msg.is_empty() {
+                self.out_bytes += msg.len();
+                self.out.push_back(msg);
+            }
+        }
+    }
+
+    /// Closes the outbound channel (later sends fail and hand their message back), then takes
+    /// what was sent before that.
+    pub(crate) fn seal_channel(&mut self) {
+        if let Some(rx) = self.extra.as_ref().and_then(|e| e.out_rx.as_ref()) {
+            rx.close();
+        }
+        self.drain_channel();
+    }
+
+    /// Writes as much of the queue as the socket takes. Returns the bytes written.
+    ///
+    /// # Errors
+    /// The socket's error; the caller then drops the queue and closes the connection.
+    pub(crate) fn flush(&mut self) -> io::Result<usize> {
+        let mut total = 0;
+        while self.writable && !self.out.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            let mut offered = 0;
+            for (slot, buf) in iov.iter_mut().zip(self.out.iter()) {
+                *slot = IoSlice::new(buf);
+                offered += buf.len();
+                count += 1;
+            }
+            match sys::send_vectored(self.fd.as_fd(), &iov[..count]) {
+                Ok(n) => {
+                    self.consume(n);
+                    total += n;
+                    if n < offered {
+                        self.writable = false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if total > 0 {
+            if let Some(s) = self.shared() {
+                use std::sync::atomic::Ordering::SeqCst;
+                s.queued.fetch_sub(total, SeqCst);
+                s.written_total.fetch_add(total as u64, SeqCst);
+                s.write_waker.wake();
+            }
+        }
+        Ok(total)
+    }
+
+    /// Drops `n` written bytes from the front of the queue.
+    fn consume(&mut self, mut n: usize) {
+        self.out_bytes -= n;
+        while n > 0 {
+            let front = self
+                .out
+                .front_mut()
+                .expect("written bytes come from the queue");
+            if n >= front.len() {
+                n -= front.len();
+                self.out.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+
+    /// Drops all queued output (after a reset), keeping the handles' accounting right.
+    pub(crate) fn discard_output(&mut self) {
+        if let Some(s) = self.shared() {
+            s.queued
+                .fetch_sub(self.out_bytes, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.out.clear();
+        self.out_bytes = 0;
+    }
+}

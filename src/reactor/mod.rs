@@ -1,0 +1,525 @@
+//! The reactor: one thread, one epoll instance, every socket of a server.
+//!
+//! One turn of the loop:
+//!
+//! 1. allow wake-ups (see [`crate::shared`]), then `epoll_wait` — without blocking if commands,
+//!    budget-limited connections or listeners with a backlog are waiting;
+//! 2. dispatch the events: listeners accept, connections read (through [`crate::read_path`]) and
+//!    mark their output for flushing;
+//! 3. run the commands from other threads;
+//! 4. give connections that spent their read budget last turn another turn;
+//! 5. retry listeners held back by fd exhaustion or limits when allowed;
+//! 6. settle: flush every connection with new output (one `sendmsg` for all its buffers) and tell
+//!    the faces about connections that closed, until neither produces more work.
+//!
+//! Faces ([`Face`]) turn these events into user-visible ones: callbacks on this thread, or
+//! channel items for async tasks. Both share this loop.
+
+mod accept;
+mod conn;
+mod core;
+
+use self::accept::Listener;
+use self::conn::SocketSource;
+pub(crate) use self::conn::{Conn, Framer, PAUSE_CONSUMER, PAUSE_USER};
+pub(crate) use self::core::{Closed, Core};
+use crate::config::Config;
+use crate::error::CloseReason;
+use crate::handler::ConnInfo;
+use crate::id::ConnId;
+use crate::read_path::Step;
+use crate::shared::{Command, Shared};
+use crate::sys::{self, Epoll, Event};
+use bytes::Bytes;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// epoll data of the wake-up eventfd.
+const WAKER_TOKEN: u64 = u64::MAX;
+/// epoll data of listener `i` is `LISTENER_BASE - i`; connection tokens stay below 2^63.
+const LISTENER_BASE: u64 = u64::MAX - 1;
+
+/// How the reactor hands events to the user: the internal interface both faces implement.
+pub(crate) trait Face: Send {
+    /// The server listens on `addrs`.
+    fn listening(&mut self, core: &mut Core, addrs: &[SocketAddr]) {
+        let _ = (core, addrs);
+    }
+    /// A connection was accepted on one of this face's listeners.
+    fn opened(&mut self, core: &mut Core, info: ConnInfo);
+    /// A frame arrived. Returning it back means the consumer is full: the reactor parks it,
+    /// pauses reading, and offers it again after an `InboundResume` command.
+    fn received(&mut self, core: &mut Core, id: ConnId, frame: Bytes) -> Option<Bytes>;
+    /// The peer ended its output (clean end of file, all frames delivered).
+    fn read_finished(&mut self, core: &mut Core, id: ConnId);
+    /// A connection ended.
+    fn closed(&mut self, core: &mut Core, closed: Closed);
+    /// A server-level error (e.g. accept failing), or a connection-level one.
+    fn error(&mut self, core: &mut Core, id: Option<ConnId>, err: io::Error);
+    /// The idle tick.
+    fn idle(&mut self, core: &mut Core) {
+        let _ = core;
+    }
+    /// Whether the face can take another connection now (the async face's `incoming` is bounded).
+    fn can_accept(&self) -> bool {
+        true
+    }
+    /// The server began stopping: listeners are closed.
+    fn stopping(&mut self, core: &mut Core) {
+        let _ = core;
+    }
+    /// The server stopped; every connection is closed.
+    fn shutdown(&mut self, core: &mut Core) {
+        let _ = core;
+    }
+}
+
+/// A listener before the reactor owns it.
+pub(crate) struct ListenerSpec {
+    pub(crate) fd: std::os::fd::OwnedFd,
+    pub(crate) addr: SocketAddr,
+    pub(crate) face: usize,
+    pub(crate) framing: Option<crate::codec::Framing>,
+}
+
+pub(crate) struct Reactor {
+    core: Core,
+    faces: Vec<Box<dyn Face>>,
+    listeners: Vec<Option<Listener>>,
+    scratch: Box<[u8]>,
+    events: Vec<Event>,
+    last_busy: Instant,
+    commands: Vec<Command>,
+    frames: Vec<Bytes>,
+    next_tick: Option<Instant>,
+    deadline: Option<Instant>,
+}
+
+impl Reactor {
+    pub(crate) fn new(
+        cfg: Arc<Config>,
+        shared: Arc<Shared>,
+        faces: Vec<Box<dyn Face>>,
+        specs: Vec<ListenerSpec>,
+    ) -> io::Result<Reactor> {
+        let epoll = Epoll::new()?;
+        let et = sys::EV_IN | sys::EV_ET;
+        epoll.add(shared.eventfd().as_fd(), et, WAKER_TOKEN)?;
+        let mut listeners = Vec::new();
+        for (i, spec) in specs.into_iter().enumerate() {
+            epoll.add(spec.fd.as_fd(), et, LISTENER_BASE - i as u64)?;
+            listeners.push(Some(Listener::new(spec, &cfg)));
+        }
+        let events = vec![sys::empty_event(); cfg.events_initial.max(1)];
+        let scratch = vec![0u8; cfg.read_buffer.max(1)].into_boxed_slice();
+        let next_tick = cfg.tick.map(|t| Instant::now() + t);
+        Ok(Reactor {
+            core: Core::new(cfg, epoll, shared),
+            faces,
+            listeners,
+            scratch,
+            events,
+            last_busy: Instant::now(),
+            commands: Vec::new(),
+            frames: Vec::new(),
+            next_tick,
+            deadline: None,
+        })
+    }
+
+    /// Runs until stopped. Returns an error only if `epoll_wait` itself fails.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let addrs: Vec<SocketAddr> = self.listeners.iter().flatten().map(|l| l.addr).collect();
+        for face in 0..self.faces.len() {
+            let face_addrs: Vec<SocketAddr> = self
+                .listeners
+                .iter()
+                .flatten()
+                .filter(|l| l.face == face)
+                .map(|l| l.addr)
+                .collect();
+            if !face_addrs.is_empty() || (face == 0 && addrs.is_empty()) {
+                self.faces[face].listening(&mut self.core, &face_addrs);
+            }
+        }
+        self.settle();
+        let result = self.run_loop();
+        self.finish();
+        result
+    }
+
+    fn run_loop(&mut self) -> io::Result<()> {
+        loop {
+            if self.core.shared.is_stop_requested() && !self.core.stopping {
+                self.begin_stop();
+            }
+            if self.core.stopping {
+                let expired = self.deadline.is_some_and(|d| Instant::now() >= d);
+                if self.core.len() == 0 || expired {
+                    return Ok(());
+                }
+            }
+            let now = Instant::now();
+            let timeout = self.timeout(now);
+            let commands_waiting = self.core.shared.prepare_sleep();
+            let timeout = if commands_waiting { 0 } else { timeout };
+            let n = self.core.epoll.wait(&mut self.events, timeout)?;
+            self.core.shared.awake();
+            let now = Instant::now();
+            if n > 0 {
+                if let (Some(t), Some(tick)) = (self.next_tick.as_mut(), self.core.cfg.tick) {
+                    *t = now + tick;
+                }
+            } else if let Some(t) = self.next_tick {
+                if now >= t && !self.core.stopping {
+                    self.next_tick = self.core.cfg.tick.map(|tick| now + tick);
+                    self.faces[0].idle(&mut self.core);
+                }
+            }
+            let ready = std::mem::take(&mut self.core.ready);
+            for i in 0..n {
+                let (token, bits) = sys::event_parts(&self.events[i]);
+                self.dispatch(token, bits);
+            }
+            self.run_commands();
+            for id in ready {
+                if let Some(conn) = self.core.get_mut(id) {
+                    conn.in_ready = false;
+                    self.read_turn(id);
+                }
+            }
+            self.accept_due(now);
+            self.settle();
+            self.resize_events(n, now);
+        }
+    }
+
+    /// Milliseconds `epoll_wait` may block: until the next tick, accept retry or stop deadline.
+    fn timeout(&self, now: Instant) -> i32 {
+        if !self.core.ready.is_empty() || self.listeners.iter().flatten().any(|l| l.hot) {
+            return 0;
+        }
+        let mut next: Option<Instant> = self.next_tick;
+        for l in self.listeners.iter().flatten() {
+            if let Some(at) = l.retry_at {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        if let Some(d) = self.deadline {
+            next = Some(next.map_or(d, |n| n.min(d)));
+        }
+        match next {
+            None => -1,
+            Some(at) => {
+                let ms = at.saturating_duration_since(now).as_micros().div_ceil(1000);
+                ms.min(i32::MAX as u128) as i32
+            }
+        }
+    }
+
+    fn dispatch(&mut self, token: u64, bits: u32) {
+        if token == WAKER_TOKEN {
+            self.core.shared.eventfd().drain();
+            return;
+        }
+        if token > LISTENER_BASE - self.listeners.len() as u64 {
+            let i = (LISTENER_BASE - token) as usize;
+            if let Some(l) = self.listeners[i].as_mut() {
+                l.pending = true;
+                self.accept(i);
+            }
+            return;
+        }
+        let id = ConnId(token);
+        let Some(conn) = self.core.get_mut(id) else {
+            // A stale event for a connection closed earlier in this batch.
+            return;
+        };
+        let hangup = bits & (sys::EV_ERR | sys::EV_HUP) != 0;
+        if hangup || bits & (sys::EV_IN | sys::EV_RDHUP) != 0 {
+            // HUP/ERR can arrive without EPOLLIN (smol-rs/smol#134): reading finds the EOF or error.
+            conn.read.on_readable();
+        }
+        if hangup || bits & sys::EV_OUT != 0 {
+            conn.writable = true;
+            if !conn.out.is_empty() || conn.closing.is_some() || conn.shut_wr_pending {
+                self.core.mark_dirty(id);
+            }
+        }
+        let Some(conn) = self.core.get_mut(id) else {
+            return;
+        };
+        if conn.read.wants_read() {
+            self.read_turn(id);
+        } else if bits & sys::EV_ERR != 0 && !conn.read.is_finished() {
+            // Reading is paused and the socket failed: nothing else would notice.
+            if let Some(e) = sys::socket_error(conn.fd.as_fd()) {
+                self.core.abort(id, core::reason_for(e));
+            }
+        }
+    }
+
+    /// One read turn of connection `id`: read, deliver, until drained, paused, out of budget or done.
+    fn read_turn(&mut self, id: ConnId) {
+        let Some(conn) = self.core.get_mut(id) else {
+            return;
+        };
+        conn.read.begin_turn();
+        loop {
+            let Some(conn) = self.core.get_mut(id) else {
+                return;
+            };
+            let buffered = conn
+                .extra
+                .as_ref()
+                .and_then(|e| e.framer.as_ref())
+                .map(|f| (f.buf.len(), f.decoder.max_buffered()));
+            let limit = match buffered {
+                Some((len, max)) => max
+                    .saturating_sub(len)
+                    .saturating_add(1)
+                    .min(self.scratch.len()),
+                None => self.scratch.len(),
+            };
+            let step = conn.read.step(
+                &mut SocketSource(conn.fd.as_fd()),
+                &mut self.scratch[..limit],
+            );
+            match step {
+                Step::Data(n) => {
+                    if !self.decode(id, n) {
+                        return;
+                    }
+                }
+                Step::Drained | Step::Paused | Step::Finished => return,
+                Step::Yield => {
+                    self.core.mark_ready(id);
+                    return;
+                }
+                Step::Eof => {
+                    self.end_of_input(id);
+                    return;
+                }
+                Step::Error(e) => {
+                    self.core.abort(id, core::reason_for(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Turns the `n` bytes just read into frames and delivers them. Returns false if the
+    /// connection ended.
+    fn decode(&mut self, id: ConnId, n: usize) -> bool {
+        let Some(conn) = self.core.get_mut(id) else {
+            return false;
+        };
+        let mut frames = std::mem::take(&mut self.frames);
+        let mut failed = None;
+        match conn.extra.as_mut().and_then(|e| e.framer.as_mut()) {
+            None => frames.push(Bytes::copy_from_slice(&self.scratch[..n])),
+            Some(framer) => {
+                framer.buf.extend_from_slice(&self.scratch[..n]);
+                loop {
+                    match framer.decoder.decode(&mut framer.buf) {
+                        Ok(Some(frame)) => frames.push(frame),
+                        Ok(None) => break,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let alive = self.deliver(id, &mut frames);
+        self.frames = frames;
+        if let Some(e) = failed {
+            self.core.abort(id, CloseReason::Error(e));
+            return false;
+        }
+        alive
+    }
+
+    /// Offers `frames` to the connection's face in order; parks what it cannot take.
+    fn deliver(&mut self, id: ConnId, frames: &mut Vec<Bytes>) -> bool {
+        for frame in frames.drain(..) {
+            let Some(conn) = self.core.get_mut(id) else {
+                return false;
+            };
+            let face = conn.face;
+            let parked = conn.extra.as_ref().is_some_and(|e| !e.parked.is_empty());
+            let rejected = if parked {
+                Some(frame)
+            } else {
+                self.faces[face].received(&mut self.core, id, frame)
+            };
+            if let Some(frame) = rejected {
+                let Some(conn) = self.core.get_mut(id) else {
+                    return false;
+                };
+                conn.extra().parked.push_back(frame);
+                conn.read.pause(PAUSE_CONSUMER);
+            }
+        }
+        self.core.get(id).is_some()
+    }
+
+    /// The peer closed its write side: flush the decoder, then tell the face.
+    fn end_of_input(&mut self, id: ConnId) {
+        let Some(conn) = self.core.get_mut(id) else {
+            return;
+        };
+        let mut frames = std::mem::take(&mut self.frames);
+        let mut failed = None;
+        if let Some(framer) = conn.extra.as_mut().and_then(|e| e.framer.as_mut()) {
+            loop {
+                match framer.decoder.decode_eof(&mut framer.buf) {
+                    Ok(Some(frame)) => frames.push(frame),
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        let alive = self.deliver(id, &mut frames);
+        self.frames = frames;
+        if let Some(e) = failed {
+            self.core.abort(id, CloseReason::Error(e));
+        } else if alive {
+            let parked = self
+                .core
+                .get(id)
+                .and_then(|c| c.extra.as_ref())
+                .is_some_and(|e| !e.parked.is_empty());
+            if !parked {
+                let face = self.core.get(id).map(|c| c.face).unwrap_or(0);
+                self.faces[face].read_finished(&mut self.core, id);
+            }
+        }
+    }
+
+    fn run_commands(&mut self) {
+        let mut commands = std::mem::take(&mut self.commands);
+        self.core.shared.take_commands(&mut commands);
+        for cmd in commands.drain(..) {
+            match cmd {
+                Command::Flush(id) => {
+                    if let Some(conn) = self.core.get_mut(id) {
+                        conn.drain_channel();
+                        self.core.mark_dirty(id);
+                    }
+                }
+                Command::Close(id) | Command::Release(id) => {
+                    self.core.close(id, CloseReason::Local)
+                }
+                Command::Pause(id) => self.core.pause_reading(id, PAUSE_USER),
+                Command::Resume(id) => self.core.resume_reading(id, PAUSE_USER),
+                Command::ShutdownWrite(id) => self.core.shutdown_write(id),
+                Command::InboundResume(id) => self.inbound_resume(id),
+                Command::AcceptResume => self.core.slot_freed = true,
+            }
+        }
+        self.commands = commands;
+    }
+
+    /// The async consumer caught up: offer the parked frames, then read again.
+    fn inbound_resume(&mut self, id: ConnId) {
+        let Some(conn) = self.core.get_mut(id) else {
+            return;
+        };
+        if let Some(s) = conn.shared() {
+            s.inbound_paused.store(false, SeqCst);
+        }
+        let mut frames: Vec<Bytes> = match conn.extra.as_mut() {
+            Some(e) => e.parked.drain(..).collect(),
+            None => Vec::new(),
+        };
+        if !self.deliver(id, &mut frames) {
+            return;
+        }
+        let Some(conn) = self.core.get_mut(id) else {
+            return;
+        };
+        let parked = conn.extra.as_ref().is_some_and(|e| !e.parked.is_empty());
+        if !parked {
+            if conn.read.is_finished() && conn.closing.is_none() {
+                // End of file came while frames were parked; report it now that they are delivered.
+                let face = conn.face;
+                self.faces[face].read_finished(&mut self.core, id);
+            } else {
+                self.core.resume_reading(id, PAUSE_CONSUMER);
+            }
+        }
+    }
+
+    /// Flushes dirty connections and reports closed ones until neither makes more work.
+    fn settle(&mut self) {
+        loop {
+            if self.core.dirty.is_empty() && self.core.closed.is_empty() {
+                return;
+            }
+            let dirty = std::mem::take(&mut self.core.dirty);
+            for id in dirty {
+                self.core.flush(id);
+            }
+            let closed = std::mem::take(&mut self.core.closed);
+            for c in closed {
+                let face = c.face;
+                self.faces[face].closed(&mut self.core, c);
+            }
+        }
+    }
+
+    fn begin_stop(&mut self) {
+        self.core.stopping = true;
+        self.deadline = Some(Instant::now() + self.core.cfg.shutdown_deadline);
+        // Close listeners first, so the kernel stops completing handshakes nobody will accept.
+        for l in self.listeners.iter_mut() {
+            *l = None;
+        }
+        for face in self.faces.iter_mut() {
+            face.stopping(&mut self.core);
+        }
+        for id in self.core.ids() {
+            self.core.close(id, CloseReason::Shutdown);
+        }
+        self.settle();
+    }
+
+    fn finish(&mut self) {
+        for id in self.core.ids() {
+            self.core.abort(id, CloseReason::Shutdown);
+        }
+        self.settle();
+        for face in self.faces.iter_mut() {
+            face.shutdown(&mut self.core);
+        }
+        self.core.shared.set_finished();
+    }
+
+    /// Doubles the event buffer when a wait filled it; halves it after a quiet period.
+    fn resize_events(&mut self, n: usize, now: Instant) {
+        let len = self.events.len();
+        let cfg = &self.core.cfg;
+        if n == len && len < cfg.events_max {
+            self.events
+                .resize((len * 2).min(cfg.events_max), sys::empty_event());
+            self.last_busy = now;
+        } else if n > len / 4 {
+            self.last_busy = now;
+        } else if len > cfg.events_initial
+            && now.duration_since(self.last_busy) >= cfg.events_shrink_after
+        {
+            self.events.truncate((len / 2).max(cfg.events_initial));
+            self.events.shrink_to_fit();
+            self.last_busy = now;
+        }
+    }
+}

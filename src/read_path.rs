@@ -1,0 +1,188 @@
+//! The read path: the state machine that turns read outcomes into delivered bytes and state changes.
+//!
+//! It owns no socket and no buffer: a [`ReadSource`] (a real socket, or a scripted double in tests
+//! and fuzz targets) supplies the outcomes, and the caller supplies the scratch buffer and does the
+//! delivery between steps. The reactor drives every connection through [`ReadState::step`]; the
+//! `read_path` fuzz target drives the same code with arbitrary scripts.
+//!
+//! # Edge-triggered draining
+//!
+//! Under `EPOLLET` the kernel reports a socket readable once per transition, so the reader must
+//! drain it: keep reading until `WouldBlock` (or a short read, see below), treat `Ok(0)` as the
+//! peer's end of file, and retry `Interrupted`. When it stops early — its per-turn budget is spent
+//! or the consumer is paused — the socket still holds data and no new edge will come, so it stays
+//! [`readable`](ReadState::is_readable) and the reactor must come back on its own.
+//!
+//! A read that returns fewer bytes than asked on a stream socket means the receive queue is empty
+//! at that instant, so it counts as drained and saves the `WouldBlock` system call (tokio does the
+//! same since tokio-rs/tokio#4840). If more data arrives after it, that arrival is a new edge.
+//!
+//! ```text
+//!  state       | outcome of one read           | step returned    | next state
+//! -------------+-------------------------------+------------------+-------------------------
+//!  readable    | Ok(n), n == buf.len()         | Data(n)          | readable
+//!  readable    | Ok(n), n <  buf.len()         | Data(n)          | drained (if short reads drain)
+//!  readable    | Ok(0)                         | Eof              | finished
+//!  readable    | Err(WouldBlock)               | Drained          | drained
+//!  readable    | Err(Interrupted)              | (read again)     | readable
+//!  readable    | Err(e)                        | Error(e)         | finished
+//!  readable    | budget spent this turn        | Yield            | readable (reschedule)
+//!  paused      | —                             | Paused           | paused (resume reschedules)
+//!  drained     | —                             | Drained          | drained (an edge re-arms)
+//!  finished    | —                             | Finished         | finished
+//! ```
+
+use std::io;
+
+/// Something the read path can read from: a non-blocking socket, or a double in tests.
+pub trait ReadSource {
+    /// Reads into `buf`, with the meaning of `read(2)` on a non-blocking stream socket:
+    /// `Ok(0)` is end of file, `WouldBlock` means nothing to read now.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+/// What one call to [`ReadState::step`] produced.
+#[derive(Debug)]
+pub enum Step {
+    /// `n` bytes were read into the front of the scratch buffer; deliver them, then step again.
+    Data(usize),
+    /// The socket is drained; wait for the next readiness edge.
+    Drained,
+    /// This turn's byte budget is spent while the socket may still hold data: come back next turn.
+    Yield,
+    /// Reading is paused; [`ReadState::resume`] says when to come back.
+    Paused,
+    /// The peer closed its write side. Reported once; the read side is finished.
+    Eof,
+    /// Reading failed. Reported once; the read side is finished.
+    Error(io::Error),
+    /// The read side already finished (after `Eof` or `Error`); nothing more will be read.
+    Finished,
+}
+
+/// Per-connection read state. See the [module docs](self) for the transitions.
+#[derive(Debug, Clone)]
+pub struct ReadState {
+    readable: bool,
+    finished: bool,
+    paused: u8,
+    turn_bytes: usize,
+    budget: usize,
+    short_read_drains: bool,
+}
+
+impl ReadState {
+    /// A fresh connection: assumed readable (data may have arrived before registration),
+    /// with `budget` bytes allowed per turn.
+    ///
+    /// `short_read_drains` enables the short-read shortcut, valid for stream sockets under
+    /// edge-triggered epoll.
+    pub fn new(budget: usize, short_read_drains: bool) -> ReadState {
+        ReadState {
+            readable: true,
+            finished: false,
+            paused: 0,
+            turn_bytes: 0,
+            budget: budget.max(1),
+            short_read_drains,
+        }
+    }
+
+    /// Records a readiness edge from epoll.
+    pub fn on_readable(&mut self) {
+        self.readable = true;
+    }
+
+    /// Starts a new turn: the byte budget is available again.
+    pub fn begin_turn(&mut self) {
+        self.turn_bytes = 0;
+    }
+
+    /// Pauses reading for `reason` (a bit; several reasons can hold at once).
+    pub fn pause(&mut self, reason: u8) {
+        self.paused |= reason;
+    }
+
+    /// Lifts pause `reason`. Returns `true` when reading is now unpaused and the socket may
+    /// hold data nobody will be notified about: the caller must schedule a read turn.
+    pub fn resume(&mut self, reason: u8) -> bool {
+        let was = self.paused;
+        self.paused &= !reason;
+        was != 0 && self.paused == 0 && self.wants_read()
+    }
+
+    /// Whether `reason` is among the pause reasons in force.
+    pub fn is_paused_for(&self, reason: u8) -> bool {
+        self.paused & reason != 0
+    }
+
+    /// Whether the socket may hold unread data (no `WouldBlock` or short read seen since the last edge).
+    pub fn is_readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Whether end of file or an error was reported.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Whether a read turn would do anything now.
+    pub fn wants_read(&self) -> bool {
+        self.readable && !self.finished && self.paused == 0
+    }
+
+    /// Bytes read in the current turn.
+    pub fn turn_bytes(&self) -> usize {
+        self.turn_bytes
+    }
+
+    /// Performs at most one successful read into `buf` (never more than the budget left) and
+    /// says what happened.
+    pub fn step<S: ReadSource + ?Sized>(&mut self, src: &mut S, buf: &mut [u8]) -> Step {
+        if self.finished {
+            return Step::Finished;
+        }
+        if self.paused != 0 {
+            return Step::Paused;
+        }
+        if !self.readable {
+            return Step::Drained;
+        }
+        let left = self.budget.saturating_sub(self.turn_bytes);
+        if left == 0 {
+            return Step::Yield;
+        }
+        let want = buf.len().min(left);
+        if want == 0 {
+            // A zero-length scratch buffer cannot make progress; treat as a spent budget.
+            return Step::Yield;
+        }
+        loop {
+            match src.read(&mut buf[..want]) {
+                Ok(0) => {
+                    self.finished = true;
+                    self.readable = false;
+                    return Step::Eof;
+                }
+                Ok(n) => {
+                    let n = n.min(want);
+                    self.turn_bytes += n;
+                    if n < want && self.short_read_drains {
+                        self.readable = false;
+                    }
+                    return Step::Data(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Step::Drained;
+                }
+                Err(e) => {
+                    self.finished = true;
+                    self.readable = false;
+                    return Step::Error(e);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! Building a server, running it on the caller's thread or its own.
+
+use crate::codec::Framing;
+use crate::config::Config;
+use crate::handler::{CallbackFace, Handler};
+use crate::reactor::{Face, ListenerSpec, Reactor};
+use crate::shared::{ServerHandle, Shared};
+use crate::sys::{self, FdLimit};
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Which face serves a listener's connections.
+pub(crate) const CALLBACK_FACE: usize = 0;
+
+/// Makes a listening socket the way the C++ design's `make_listener_socket` did: reuse-address,
+/// non-blocking, close-on-exec, with the given `backlog` (IPv6 sockets are v6-only).
+///
+/// # Errors
+///
+/// The failing system call, named in the message (e.g. `bind(127.0.0.1:80): permission denied`).
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// let listener = epoll_server::make_listener("127.0.0.1:0".parse().unwrap(), 128)?;
+/// assert_ne!(listener.local_addr()?.port(), 0);
+/// # Ok(())
+/// # }
+/// ```
+pub fn make_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    Ok(TcpListener::from(sys::listener(&addr, backlog)?))
+}
+
+/// Configures and builds a [`Server`].
+///
+/// Listeners are bound as they are added, so their real ports are known before the server runs.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// use epoll_server::{Context, ConnId, Handler, Server};
+/// use bytes::Bytes;
+/// use std::time::Duration;
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes) {
+///         let _ = ctx.send(conn, data);
+///     }
+/// }
+///
+/// let server = Server::builder()
+///     .backlog(512)
+///     .max_connections(10_000)
+///     .tick(Duration::from_secs(1))
+///     .bind("127.0.0.1:0")?
+///     .build(Echo)?;
+/// assert_ne!(server.local_addr().port(), 0);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Builder {
+    pub(crate) cfg: Config,
+    pub(crate) listeners: Vec<ListenerSpec>,
+    framing: Framing,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.cfg)
+            .field(
+                "listeners",
+                &self.listeners.iter().map(|l| l.addr).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            cfg: Config::default(),
+            listeners: Vec::new(),
+            framing: Framing::raw(),
+        }
+    }
+}
+
+impl Builder {
+    /// A builder with the defaults.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) fn add(mut self, addrs: impl ToSocketAddrs, face: usize) -> io::Result<Builder> {
+        let mut any = false;
+        for addr in addrs.to_socket_addrs()? {
+            let fd = sys::listener(&addr, self.cfg.backlog)?;
+            let addr = sys::local_addr(fd.as_fd())?;
+            self.listeners.push(ListenerSpec {
+                fd,
+                addr,
+                face,
+                framing: None,
+            });
+            any = true;
+        }
+        if !any {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no address to bind",
+            ));
+        }
+        Ok(self)
+    }
+
+    pub(crate) fn add_listener(
+        mut self,
+        listener: TcpListener,
+        face: usize,
+    ) -> io::Result<Builder> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| sys::context(e, "set_nonblocking"))?;
+        let addr = listener.local_addr()?;
+        self.listeners.push(ListenerSpec {
+            fd: OwnedFd::from(listener),
+            addr,
+            face,
+            framing: None,
+        });
+        Ok(self)
+    }
+
+    /// Binds every address `addrs` resolves to (IPv4 or IPv6) for the callback face.
+    ///
+    /// # Errors
+    ///
+    /// The failing `socket`/`bind`/`listen` call, named in the message.
+    pub fn bind(self, addrs: impl ToSocketAddrs) -> io::Result<Builder> {
+        self.add(addrs, CALLBACK_FACE)
+    }
+
+    /// Serves an already configured, listening socket with the callback face (the C++ design's
+    /// `register_listener_socket`). It is switched to non-blocking mode.
+    ///
+    /// # Errors
+    ///
+    /// If the socket's mode or address cannot be read or set.
+    pub fn listener(self, listener: TcpListener) -> io::Result<Builder> {
+        self.add_listener(listener, CALLBACK_FACE)
+    }
+
+    /// The `listen(2)` backlog of listeners bound after this call (default 1024).
+    pub fn backlog(mut self, backlog: i32) -> Builder {
+        self.cfg.backlog = backlog;
+        self
+    }
+
+    /// `TCP_NODELAY` on accepted sockets (default on).
+    pub fn nodelay(mut self, on: bool) -> Builder {
+        self.cfg.nodelay = on;
+        self
+    }
+
+    /// Raises the soft `RLIMIT_NOFILE` toward `max_fds` (up to the hard limit, which is never
+    /// lowered) when the server is built; [`Server::fd_limit`] tells what was obtained.
+    pub fn max_fds(mut self, max_fds: u64) -> Builder {
+        self.cfg.max_fds = Some(max_fds);
+        self
+    }
+
+    /// At most this many open connections; beyond it new ones wait in the kernel's backlog
+    /// until one closes (default unlimited).
+    pub fn max_connections(mut self, max: usize) -> Builder {
+        self.cfg.max_connections = max;
+        self
+    }
+
+    /// The `epoll_wait` event buffer: `initial` entries (default 4096), doubled each time a wait
+    /// fills it up to `max` (default 65536), halved back after 10 s without such load.
+    pub fn event_capacity(mut self, initial: usize, max: usize) -> Builder {
+        self.cfg.events_initial = initial.max(1);
+        self.cfg.events_max = max.max(self.cfg.events_initial);
+        self
+    }
+
+    /// Calls [`Handler::on_idle`] each time the server has seen no event for `interval`
+    /// (the C++ design's `listen(timeout)`). Off by default.
+    pub fn tick(mut self, interval: Duration) -> Builder {
+        self.cfg.tick = Some(interval);
+        self
+    }
+
+    /// Size of the reactor's one read buffer (default 64 KiB): the largest chunk one read delivers.
+    pub fn read_buffer_size(mut self, bytes: usize) -> Builder {
+        self.cfg.read_buffer = bytes.max(1);
+        self
+    }
+
+    /// Bytes read from one connection per loop turn before the others get their turn
+    /// (default 256 KiB).
+    pub fn read_budget(mut self, bytes: usize) -> Builder {
+        self.cfg.read_budget = bytes.max(1);
+        self
+    }
+
+    /// Output limits per connection, in bytes: above `high_water` reading from the connection
+    /// pauses (see [`pause_reading_on_backpressure`](Self::pause_reading_on_backpressure)) and an
+    /// async sink waits; at or below `low_water` it resumes; a send that would pass `hard_limit`
+    /// is refused with the message handed back. Defaults 1 MiB, 256 KiB and 4 MiB.
+    pub fn output_limits(
+        mut self,
+        high_water: usize,
+        low_water: usize,
+        hard_limit: usize,
+    ) -> Builder {
+        self.cfg.out_high_water = high_water;
+        self.cfg.out_low_water = low_water.min(high_water);
+        self.cfg.out_hard_limit = hard_limit.max(high_water);
+        self
+    }
+
+    /// Whether reading from a connection pauses while its queued output is above the high-water
+    /// mark (default on), so an echo-style server never buffers without bound for a peer that
+    /// does not read.
+    pub fn pause_reading_on_backpressure(mut self, on: bool) -> Builder {
+        self.cfg.pause_on_backpressure = on;
+        self
+    }
+
+    /// How long a stop may spend writing queued output before closing what is left (default 5 s).
+    pub fn shutdown_deadline(mut self, deadline: Duration) -> Builder {
+        self.cfg.shutdown_deadline = deadline;
+        self
+    }
+
+    /// Back-off after an accept error such as fd exhaustion: starts at `min`, doubles up to `max`
+    /// (defaults 10 ms and 1 s). A closing connection cuts it short.
+    pub fn accept_backoff(mut self, min: Duration, max: Duration) -> Builder {
+        self.cfg.accept_backoff_min = min;
+        self.cfg.accept_backoff_max = max.max(min);
+        self
+    }
+
+    /// The framing of every listener's connections (default [`Framing::raw`]).
+    pub fn framing(mut self, framing: Framing) -> Builder {
+        self.framing = framing;
+        self
+    }
+
+    pub(crate) fn into_server(mut self, faces: Vec<Box<dyn Face>>) -> io::Result<Server> {
+        let fd_limit = match self.cfg.max_fds {
+            Some(n) => Some(sys::raise_nofile_limit(n)?),
+            None => None,
+        };
+        for l in self.listeners.iter_mut() {
+            if l.framing.is_none() && !self.framing.is_raw() {
+                l.framing = Some(self.framing.clone());
+            }
+        }
+        let addrs = self.listeners.iter().map(|l| l.addr).collect();
+        let shared = Arc::new(Shared::new()?);
+        let reactor = Reactor::new(Arc::new(self.cfg), shared.clone(), faces, self.listeners)?;
+        Ok(Server {
+            reactor,
+            handle: ServerHandle { shared },
+            addrs,
+            fd_limit,
+        })
+    }
+
+    /// Builds the server with `handler` serving the callback listeners.
+    ///
+    /// # Errors
+    ///
+    /// A failing `epoll_create1`, `eventfd`, `epoll_ctl` or `setrlimit`.
+    pub fn build(self, handler: impl Handler) -> io::Result<Server> {
+        self.into_server(vec![Box::new(CallbackFace::new(Box::new(handler)))])
+    }
+}
+
+/// A built server: its listeners are bound, its loop not yet running.
+///
+/// Run it on the current thread with [`run`](Self::run) or on a thread of its own with
+/// [`spawn`](Self::spawn).
+pub struct Server {
+    reactor: Reactor,
+    handle: ServerHandle,
+    addrs: Vec<SocketAddr>,
+    fd_limit: Option<FdLimit>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("addrs", &self.addrs)
+            .finish()
+    }
+}
+
+impl Server {
+    /// Starts configuring a server.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// The bound address of every listener, with real ports.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The first listener's bound address.
+    ///
+    /// # Panics
+    ///
+    /// If the server has no listener.
+    pub fn local_addr(&self) -> SocketAddr {
+        *self.addrs.first().expect("the server has a listener")
+    }
+
+    /// A handle to stop the server from any thread.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// The file-descriptor limit obtained for [`Builder::max_fds`], if it was set.
+    pub fn fd_limit(&self) -> Option<FdLimit> {
+        self.fd_limit
+    }
+
+    /// Runs the loop on the current thread until the server is stopped (the C++ design's
+    /// `listen`), then returns after the graceful stop.
+    ///
+    /// # Errors
+    ///
+    /// Only if `epoll_wait` itself fails; errors of single connections go to the handler.
+    pub fn run(self) -> io::Result<()> {
+        self.reactor.run()
+    }
+
+    /// Runs the loop on a new thread named `epoll-server`.
+    ///
+    /// # Errors
+    ///
+    /// If the thread cannot be spawned.
+    pub fn spawn(self) -> io::Result<ServerThread> {
+        let handle = self.handle.clone();
+        let addrs = self.addrs.clone();
+        let reactor = self.reactor;
+        let thread = std::thread::Builder::new()
+            .name("epoll-server".into())
+            .spawn(move || reactor.run())?;
+        Ok(ServerThread {
+            handle,
+            addrs,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A server running on its own thread. Dropping it stops the server and waits for it.
+#[derive(Debug)]
+pub struct ServerThread {
+    handle: ServerHandle,
+    addrs: Vec<SocketAddr>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl ServerThread {
+    /// A handle to stop the server from any thread.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// The bound address of every listener.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The first listener's bound address.
+    ///
+    /// # Panics
+    ///
+    /// If the server has no listener.
+    pub fn local_addr(&self) -> SocketAddr {
+        *self.addrs.first().expect("the server has a listener")
+    }
+
+    /// Asks the server to stop gracefully (see [`ServerHandle::stop`]).
+    pub fn stop(&self) {
+        self.handle.stop();
+    }
+
+    /// Waits for the server's loop to return.
+    ///
+    /// # Errors
+    ///
+    /// The loop's error, or an error if the reactor thread panicked.
+    pub fn join(mut self) -> io::Result<()> {
+        self.join_inner()
+    }
+
+    /// Stops the server and waits for it.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join).
+    pub fn stop_and_join(self) -> io::Result<()> {
+        self.stop();
+        self.join()
+    }
+
+    fn join_inner(&mut self) -> io::Result<()> {
+        match self.thread.take() {
+            None => Ok(()),
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the reactor thread panicked"))),
+        }
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.handle.stop();
+            if let Err(e) = self.join_inner() {
+                log::error!("{e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! What the reactor thread shares with other threads: the command queue, the coalesced wake-up,
+//! and the per-connection state behind [`ConnHandle`] and the async halves.
+//!
+//! # Wake-up protocol
+//!
+//! Producers push a [`Command`] and then call [`Shared::wake`], which writes the eventfd only if
+//! `wake_pending` was false. The reactor keeps `wake_pending` true while it is awake, and sets it
+//! to false just before `epoll_wait`, *then* checks the queue: a command pushed before that check
+//! is seen by it, one pushed after it finds `wake_pending` false and writes the eventfd. Either
+//! way nothing is lost, and a burst of commands costs at most one `write(2)` and one wake-up.
+
+use crate::error::{SendError, SendErrorKind};
+use crate::id::ConnId;
+use crate::sys::EventFd;
+use bytes::Bytes;
+use futures::task::AtomicWaker;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+/// A request from another thread to the reactor.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// The connection's outbound channel has data: move it to the write queue.
+    Flush(ConnId),
+    /// Close after writing what is queued.
+    Close(ConnId),
+    /// Stop reading from the connection (user request).
+    Pause(ConnId),
+    /// Resume reading (user request).
+    Resume(ConnId),
+    /// The async consumer drained inbound items: deliver parked ones and read again.
+    InboundResume(ConnId),
+    /// Flush, then `shutdown(SHUT_WR)`.
+    ShutdownWrite(ConnId),
+    /// Both async halves are gone: close after writing what is queued.
+    Release(ConnId),
+    /// The async consumer took accepted connections: accept again.
+    AcceptResume,
+}
+
+/// State shared by the reactor and every handle of one server.
+pub(crate) struct Shared {
+    waker: EventFd,
+    wake_pending: AtomicBool,
+    stop: AtomicBool,
+    finished: AtomicBool,
+    commands: Mutex<Vec<Command>>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("stop", &self.stop.load(SeqCst))
+            .field("finished", &self.finished.load(SeqCst))
+            .finish()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new() -> std::io::Result<Shared> {
+        Ok(Shared {
+            waker: EventFd::new()?,
+            // The reactor is not sleeping yet: nobody needs to write the eventfd.
+            wake_pending: AtomicBool::new(true),
+            stop: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            commands: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn eventfd(&self) -> &EventFd {
+        &self.waker
+    }
+
+    /// Queues `cmd` and wakes the reactor if it may be sleeping.
+    pub(crate) fn push(&self, cmd: Command) {
+        self.commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(cmd);
+        self.wake();
+    }
+
+    /// Wakes the reactor unless a wake-up is already pending or it is awake.
+    pub(crate) fn wake(&self) {
+        if !self.wake_pending.swap(true, SeqCst) {
+            self.waker.notify();
+        }
+    }
+
+    /// Async-signal-safe stop: an atomic store and a `write(2)`.
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, SeqCst);
+        self.waker.notify();
+    }
+
+    pub(crate) fn is_stop_requested(&self) -> bool {
+        self.stop.load(SeqCst)
+    }
+
+    pub(crate) fn set_finished(&self) {
+        self.finished.store(true, SeqCst);
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(SeqCst)
+    }
+
+    /// Reactor side, before `epoll_wait`: allows producers to wake us; returns whether commands
+    /// are already waiting (then the wait must not block).
+    pub(crate) fn prepare_sleep(&self) -> bool {
+        self.wake_pending.store(false, SeqCst);
+        !self
+            .commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Reactor side, after `epoll_wait`: we are awake, producers need not write the eventfd.
+    pub(crate) fn awake(&self) {
+        self.wake_pending.store(true, SeqCst);
+    }
+
+    /// Reactor side: takes every queued command, leaving `buf`'s allocation behind for reuse.
+    pub(crate) fn take_commands(&self, buf: &mut Vec<Command>) {
+        let mut q = self.commands.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::swap(&mut *q, buf);
+    }
+}
+
+/// A cloneable, thread-safe handle to a server: stop it from any thread or a signal handler.
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn main() -> std::io::Result<()> {
+/// use epoll_server::{Server, Handler, Context, ConnId};
+/// use bytes::Bytes;
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes) {
+///         let _ = ctx.send(conn, data);
+///     }
+/// }
+///
+/// let server = Server::builder().bind("127.0.0.1:0")?.build(Echo)?;
+/// let handle = server.handle();
+/// let running = server.spawn()?;
+/// handle.stop();
+/// running.join()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Asks the server to stop gracefully: it stops accepting, writes what is queued (up to the
+    /// shut-down deadline), closes every connection and returns from its loop.
+    ///
+    /// Async-signal-safe: it is an atomic store and a `write(2)` to an eventfd, so it may be
+    /// called from a signal handler (see [`stop_on_signals`](crate::stop_on_signals)).
+    pub fn stop(&self) {
+        self.shared.stop();
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_stop_requested(&self) -> bool {
+        self.shared.is_stop_requested()
+    }
+
+    /// Whether the server's loop has returned.
+    pub fn is_finished(&self) -> bool {
+        self.shared.is_finished()
+    }
+}
+
+/// Connection life, as the handles see it.
+pub(crate) const OPEN: u8 = 0;
+pub(crate) const CLOSED: u8 = 1;
+pub(crate) const CLOSED_RESET: u8 = 2;
+pub(crate) const CLOSED_ERROR: u8 = 3;
+pub(crate) const CLOSED_SHUTDOWN: u8 = 4;
+
+/// State of one connection shared with handles on other threads. Created only when a handle or
+/// the async face needs it, so a callback connection nobody holds costs nothing extra.
+pub(crate) struct ConnShared {
+    pub(crate) id: ConnId,
+    pub(crate) server: Arc<Shared>,
+    /// Outbound messages from other threads; the reactor holds the receiver.
+    pub(crate) out_tx: async_channel::Sender<Bytes>,
+    /// Bytes accepted for output and not yet written to the kernel (channel + write queue).
+    pub(crate) queued: AtomicUsize,
+    /// Bytes ever accepted for output / ever written to the kernel, for `poll_flush`.
+    pub(crate) enqueued_total: AtomicU64,
+    pub(crate) written_total: AtomicU64,
+    /// A `Flush` command is on its way: later sends need not push another.
+    pub(crate) flush_wanted: AtomicBool,
+    /// One of the constants above.
+    pub(crate) state: AtomicU8,
+    /// Writes refused after a half-close.
+    pub(crate) write_shut: AtomicBool,
+    /// Woken when bytes are written, and when the connection closes.
+    pub(crate) write_waker: AtomicWaker,
+    pub(crate) hard_limit: usize,
+    pub(crate) high_water: usize,
+    /// Async inbound: bytes delivered to the consumer and not yet taken by it.
+    pub(crate) inbound_bytes: AtomicUsize,
+    /// Async inbound: the reactor stopped reading because the consumer lags.
+    pub(crate) inbound_paused: AtomicBool,
+}
+
+impl fmt::Debug for ConnShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnShared")
+            .field("id", &self.id)
+            .field("queued", &self.queued.load(SeqCst))
+            .field("state", &self.state.load(SeqCst))
+            .finish()
+    }
+}
+
+impl ConnShared {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(SeqCst) != OPEN
+    }
+
+    /// Queues `msg` for output from any thread, counting it against the hard limit when `bounded`.
+    pub(crate) fn send(&self, msg: Bytes, bounded: bool) -> Result<(), SendError> {
+        if self.is_closed() || self.write_shut.load(SeqCst) {
+            return Err(SendError::new(SendErrorKind::Closed, msg));
+        }
+        let len = msg.len();
+        let before = self.queued.fetch_add(len, SeqCst);
+        if bounded && before > 0 && before + len > self.hard_limit {
+            self.queued.fetch_sub(len, SeqCst);
+            return Err(SendError::new(SendErrorKind::Full, msg));
+        }
+        match self.out_tx.try_send(msg) {
+            Ok(()) => {
+                self.enqueued_total.fetch_add(len as u64, SeqCst);
+                if !self.flush_wanted.swap(true, SeqCst) {
+                    self.server.push(Command::Flush(self.id));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.queued.fetch_sub(len, SeqCst);
+                Err(SendError::new(SendErrorKind::Closed, e.into_inner()))
+            }
+        }
+    }
+}
+
+/// A cloneable, thread-safe handle to one connection: send to it, close it, or pause reading
+/// from it from any thread.
+///
+/// A handle is tied to its connection, not to its fd number: once the connection closes, every
+/// send through it fails with [`SendErrorKind::Closed`], even if a new connection got the same fd.
+#[derive(Clone, Debug)]
+pub struct ConnHandle {
+    pub(crate) inner: Arc<ConnShared>,
+}
+
+impl ConnHandle {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.inner.id
+    }
+
+    /// Queues `msg` to be written after everything queued before it.
+    ///
+    /// # Errors
+    ///
+    /// [`SendErrorKind::Closed`] once the connection closed (or is closing), and
+    /// [`SendErrorKind::Full`] when its queued output would pass the hard limit; either way the
+    /// message comes back inside the error.
+    pub fn send(&self, msg: impl Into<Bytes>) -> Result<(), SendError> {
+        self.inner.send(msg.into(), true)
+    }
+
+    /// Closes the connection after writing what is queued.
+    pub fn close(&self) {
+        if !self.inner.is_closed() {
+            self.inner.server.push(Command::Close(self.inner.id));
+        }
+    }
+
+    /// Stops reading from the connection (the peer then feels TCP flow control).
+    pub fn pause_reading(&self) {
+        self.inner.server.push(Command::Pause(self.inner.id));
+    }
+
+    /// Resumes reading after [`pause_reading`](Self::pause_reading).
+    pub fn resume_reading(&self) {
+        self.inner.server.push(Command::Resume(self.inner.id));
+    }
+
+    /// Whether the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Bytes queued for output and not yet handed to the kernel.
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.queued.load(SeqCst)
+    }
+}

@@ -1,0 +1,506 @@
+//! The only module that calls into libc: every system call the crate makes goes through here.
+//!
+//! What it offers:
+//! - [`Epoll`]: `epoll_create1` / `epoll_ctl` / `epoll_wait` over an owned fd;
+//! - [`EventFd`]: the cross-thread wake-up, writable from a signal handler;
+//! - sockets: [`listener`], [`accept`], [`recv`], [`send_vectored`], [`shutdown_write`],
+//!   [`set_nodelay`], [`local_addr`], [`socket_error`];
+//! - process: [`raise_nofile_limit`] and [`install_signal_handler`].
+//!
+//! Everything above this module takes [`BorrowedFd`] / [`OwnedFd`], never a bare `RawFd` it has to
+//! trust, and every failing call becomes an [`io::Error`] through [`cvt`].
+
+use std::io::{self, IoSlice};
+use std::mem::{self, MaybeUninit};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Maps the `-1` convention of libc to `io::Error::last_os_error()`.
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Same as [`cvt`] for calls returning `ssize_t`.
+fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Adds which call failed to an OS error, keeping its kind.
+pub(crate) fn context(err: io::Error, what: &str) -> io::Error {
+    io::Error::new(err.kind(), format!("{what}: {err}"))
+}
+
+/// Takes ownership of a descriptor a syscall just returned.
+///
+/// # Safety
+/// `fd` must be a fresh, open descriptor that nothing else owns.
+unsafe fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller guarantees `fd` is open and unowned.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Readiness bits, re-exported so callers do not name libc.
+pub(crate) const EV_IN: u32 = libc::EPOLLIN as u32;
+pub(crate) const EV_OUT: u32 = libc::EPOLLOUT as u32;
+pub(crate) const EV_RDHUP: u32 = libc::EPOLLRDHUP as u32;
+pub(crate) const EV_HUP: u32 = libc::EPOLLHUP as u32;
+pub(crate) const EV_ERR: u32 = libc::EPOLLERR as u32;
+pub(crate) const EV_ET: u32 = libc::EPOLLET as u32;
+
+/// One readiness event as `epoll_wait` reports it.
+pub(crate) type Event = libc::epoll_event;
+
+/// Returns the `(token, readiness)` pair of an event.
+pub(crate) fn event_parts(ev: &Event) -> (u64, u32) {
+    (ev.u64, ev.events)
+}
+
+/// An empty event, to size the buffer `epoll_wait` fills.
+pub(crate) fn empty_event() -> Event {
+    libc::epoll_event { events: 0, u64: 0 }
+}
+
+/// An epoll instance (`epoll_create1(EPOLL_CLOEXEC)`).
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man7/epoll.7.html>
+#[derive(Debug)]
+pub(crate) struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    /// `epoll_create1(EPOLL_CLOEXEC)`.
+    pub(crate) fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new fd we own.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
+            .map_err(|e| context(e, "epoll_create1"))?;
+        // SAFETY: `fd` was just returned by epoll_create1 and is owned by nobody else.
+        Ok(Epoll {
+            fd: unsafe { owned(fd) },
+        })
+    }
+
+    /// `epoll_ctl(EPOLL_CTL_ADD)` with `token` as the event's data.
+    pub(crate) fn add(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: both fds are open for the duration of the call; `ev` is a valid epoll_event.
+        cvt(unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut ev,
+            )
+        })
+        .map(drop)
+        .map_err(|e| context(e, "epoll_ctl(ADD)"))
+    }
+
+    /// `epoll_ctl(EPOLL_CTL_DEL)`.
+    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        // SAFETY: both fds are open; Linux ignores the event pointer for DEL (non-null since 2.6.9).
+        cvt(unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+            )
+        })
+        .map(drop)
+        .map_err(|e| context(e, "epoll_ctl(DEL)"))
+    }
+
+    /// `epoll_wait`: fills `events`, returns how many are valid. `EINTR` is returned as 0 events.
+    pub(crate) fn wait(&self, events: &mut [Event], timeout_ms: i32) -> io::Result<usize> {
+        let max = events.len().min(i32::MAX as usize) as i32;
+        // SAFETY: `events` is a valid, writable buffer of `max` epoll_event entries.
+        let n =
+            unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), max, timeout_ms) };
+        match cvt(n) {
+            Ok(n) => Ok(n as usize),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(context(e, "epoll_wait")),
+        }
+    }
+}
+
+/// A non-blocking, close-on-exec eventfd used to wake the reactor.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/eventfd.2.html>
+#[derive(Debug)]
+pub(crate) struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    /// `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`.
+    pub(crate) fn new() -> io::Result<EventFd> {
+        // SAFETY: no pointers; a non-negative result is a new fd we own.
+        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })
+            .map_err(|e| context(e, "eventfd"))?;
+        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+        Ok(EventFd {
+            fd: unsafe { owned(fd) },
+        })
+    }
+
+    /// The fd, for registering with epoll.
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
+    /// Adds 1 to the counter with `write(2)`: async-signal-safe, no allocation, no lock.
+    /// A full counter (`EAGAIN`) already means a wake-up is pending, so errors are ignored.
+    pub(crate) fn notify(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an fd owned by `self`.
+        unsafe {
+            libc::write(
+                self.fd.as_raw_fd(),
+                (&one as *const u64).cast(),
+                mem::size_of::<u64>(),
+            )
+        };
+    }
+
+    /// Resets the counter with `read(2)`; returns whether it was non-zero.
+    pub(crate) fn drain(&self) -> bool {
+        let mut value: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64 from an fd owned by `self`.
+        let n = unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut value as *mut u64).cast(),
+                mem::size_of::<u64>(),
+            )
+        };
+        n == mem::size_of::<u64>() as isize
+    }
+}
+
+/// Converts a socket address into the C representation `bind` and `connect` take.
+fn to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// Reads back a socket address the kernel filled in.
+fn from_sockaddr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in; storage is aligned for it.
+            let sin: &libc::sockaddr_in =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast() };
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Ok(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6; storage is aligned for it.
+            let sin6: &libc::sockaddr_in6 =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Ok(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        family => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unsupported address family {family}"),
+        )),
+    }
+}
+
+fn set_int_opt(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live c_int and its exact size; fd is open.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// A listening TCP socket: `socket(SOCK_NONBLOCK | SOCK_CLOEXEC)`, `SO_REUSEADDR`, `bind`, `listen(backlog)`.
+/// IPv6 sockets are `IPV6_V6ONLY`, so `[::]` and `0.0.0.0` can be bound side by side.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/listen.2.html>
+pub(crate) fn listener(addr: &SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: no pointers; a non-negative result is a new fd we own.
+    let raw = cvt(unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })
+    .map_err(|e| context(e, "socket"))?;
+    // SAFETY: `raw` was just returned by socket() and is owned by nobody else.
+    let fd = unsafe { owned(raw) };
+    use std::os::fd::AsFd;
+    set_int_opt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+        .map_err(|e| context(e, "setsockopt(SO_REUSEADDR)"))?;
+    if addr.is_ipv6() {
+        set_int_opt(fd.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)
+            .map_err(|e| context(e, "setsockopt(IPV6_V6ONLY)"))?;
+    }
+    let (storage, len) = to_sockaddr(addr);
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes; fd is open.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })
+    .map_err(|e| context(e, &format!("bind({addr})")))?;
+    // SAFETY: no pointers; fd is open.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map_err(|e| context(e, "listen"))?;
+    Ok(fd)
+}
+
+/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`: the new connection and its peer address.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/accept.2.html>
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
+    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `storage` is writable for `len` bytes; the kernel writes at most that many.
+    let raw = cvt(unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            storage.as_mut_ptr().cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    })?;
+    // SAFETY: `raw` was just returned by accept4 and is owned by nobody else.
+    let fd = unsafe { owned(raw) };
+    // SAFETY: storage was zeroed and then (partly) filled by the kernel: every byte is initialised.
+    let storage = unsafe { storage.assume_init() };
+    let peer = from_sockaddr(&storage)?;
+    Ok((fd, peer))
+}
+
+/// `getsockname`: the local address a socket is bound to.
+pub(crate) fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
+    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `storage` is writable for `len` bytes.
+    cvt(unsafe { libc::getsockname(fd.as_raw_fd(), storage.as_mut_ptr().cast(), &mut len) })
+        .map_err(|e| context(e, "getsockname"))?;
+    // SAFETY: zeroed, then filled by the kernel: fully initialised.
+    from_sockaddr(&unsafe { storage.assume_init() })
+}
+
+/// `recv(2)` into `buf`: `Ok(0)` means the peer closed its write side.
+pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid and writable for `buf.len()` bytes; fd is open.
+    cvt_size(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) })
+}
+
+/// `sendmsg(2)` of several buffers at once with `MSG_NOSIGNAL`, so a reset peer gives `EPIPE`
+/// instead of killing the process with `SIGPIPE`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/send.2.html>
+pub(crate) fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: msghdr is plain old data; all-zero is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+    // SAFETY: msg points at `bufs`, which stay borrowed (and so alive and unmodified) for the call.
+    cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })
+}
+
+/// `shutdown(SHUT_WR)`: sends FIN after the queued bytes; reading still works.
+pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: no pointers; fd is open.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) })
+        .map(drop)
+        .map_err(|e| context(e, "shutdown(SHUT_WR)"))
+}
+
+/// `setsockopt(TCP_NODELAY)`.
+pub(crate) fn set_nodelay(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, on as libc::c_int)
+        .map_err(|e| context(e, "setsockopt(TCP_NODELAY)"))
+}
+
+/// `getsockopt(SO_ERROR)`: the pending error of a socket, if any.
+pub(crate) fn socket_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: writes at most `len` bytes into a live c_int.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    match ret {
+        0 if value != 0 => Some(io::Error::from_raw_os_error(value)),
+        0 => None,
+        _ => Some(io::Error::last_os_error()),
+    }
+}
+
+/// What [`raise_nofile_limit`] obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdLimit {
+    /// The soft limit in force after the call: the number of fds this process may open.
+    pub soft: u64,
+    /// The hard limit, unchanged by the call.
+    pub hard: u64,
+}
+
+/// Raises the soft `RLIMIT_NOFILE` toward `wanted`, up to the hard limit. Never lowers either limit.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
+pub(crate) fn raise_nofile_limit(wanted: u64) -> io::Result<FdLimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: writes one rlimit into a live local.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })
+        .map_err(|e| context(e, "getrlimit(RLIMIT_NOFILE)"))?;
+    let target = (wanted as libc::rlim_t).min(lim.rlim_max);
+    if target > lim.rlim_cur {
+        let new = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: reads one rlimit from a live local.
+        cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) })
+            .map_err(|e| context(e, "setrlimit(RLIMIT_NOFILE)"))?;
+        lim.rlim_cur = target;
+    }
+    Ok(FdLimit {
+        soft: lim.rlim_cur as u64,
+        hard: lim.rlim_max as u64,
+    })
+}
+
+/// Installs `handler` for `signal` with `sigaction(SA_RESTART)`.
+///
+/// The handler must be async-signal-safe.
+pub(crate) fn install_signal_handler(
+    signal: i32,
+    handler: extern "C" fn(libc::c_int),
+) -> io::Result<()> {
+    // SAFETY: sigaction is plain old data; all-zero is a valid starting value.
+    let mut action: libc::sigaction = unsafe { mem::zeroed() };
+    action.sa_sigaction = handler as libc::sighandler_t;
+    action.sa_flags = libc::SA_RESTART;
+    // SAFETY: `action.sa_mask` is a live sigset_t.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: `action` is fully initialised; the old action is not requested.
+    cvt(unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) })
+        .map(drop)
+        .map_err(|e| context(e, "sigaction"))
+}
+
+/// The current thread's last OS error number, for code that must not allocate (signal handlers).
+pub(crate) fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Restores errno, so a signal handler leaves the interrupted code's errno untouched.
+pub(crate) fn set_errno(value: i32) {
+    // SAFETY: __errno_location returns the calling thread's errno slot, valid for the thread's life.
+    unsafe { *libc::__errno_location() = value };
+}
+
+/// Whether an error means the process or system ran out of file descriptors.
+pub(crate) fn is_fd_exhaustion(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// Whether an accept error concerns only the one connection being accepted (it was aborted
+/// by the peer before we took it), so accepting should simply go on.
+pub(crate) fn is_transient_accept_error(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ECONNABORTED) | Some(libc::EPROTO) | Some(libc::EPERM) | Some(libc::EINTR)
+    )
+}
+
+/// Whether an error is a connection reset (or a write to a reset or closed connection).
+pub(crate) fn is_reset(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ECONNRESET)
+            | Some(libc::EPIPE)
+            | Some(libc::ETIMEDOUT)
+            | Some(libc::ECONNABORTED)
+    )
+}
