@@ -58,6 +58,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]
 
+mod async_face;
 pub mod codec;
 mod config;
 mod error;
@@ -72,6 +73,7 @@ mod signal;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use crate::async_face::{Connection, Inbound, Incoming, Outbound};
 pub use crate::error::{CloseReason, SendError, SendErrorKind};
 pub use crate::handler::{ConnInfo, Context, Handler};
 pub use crate::id::ConnId;

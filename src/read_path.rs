@@ -16,6 +16,9 @@
 //! A read that returns fewer bytes than asked on a stream socket means the receive queue is empty
 //! at that instant, so it counts as drained and saves the `WouldBlock` system call (tokio does the
 //! same since tokio-rs/tokio#4840). If more data arrives after it, that arrival is a new edge.
+//! The exception is the peer's end of file: when it arrived together with the last data, its
+//! edge was the one just consumed, so after [`on_hangup`](ReadState::on_hangup) the reader goes
+//! on to `Ok(0)`.
 //!
 //! ```text
 //!  state       | outcome of one read           | step returned    | next state
@@ -64,6 +67,9 @@ pub enum Step {
 #[derive(Debug, Clone)]
 pub struct ReadState {
     readable: bool,
+    /// The peer's end of file (or a hang-up) was signalled: it sits behind the data, so a
+    /// short read no longer proves the socket drained.
+    hup: bool,
     finished: bool,
     paused: u8,
     turn_bytes: usize,
@@ -80,6 +86,7 @@ impl ReadState {
     pub fn new(budget: usize, short_read_drains: bool) -> ReadState {
         ReadState {
             readable: true,
+            hup: false,
             finished: false,
             paused: 0,
             turn_bytes: 0,
@@ -91,6 +98,14 @@ impl ReadState {
     /// Records a readiness edge from epoll.
     pub fn on_readable(&mut self) {
         self.readable = true;
+    }
+
+    /// Records that epoll reported the peer's end of file or a hang-up (`EPOLLRDHUP`,
+    /// `EPOLLHUP`, `EPOLLERR`). The end of file then waits behind the data and comes with no edge
+    /// of its own, so from now on only `Ok(0)`, `WouldBlock` or an error end a turn, never a short read.
+    pub fn on_hangup(&mut self) {
+        self.readable = true;
+        self.hup = true;
     }
 
     /// Starts a new turn: the byte budget is available again.
@@ -167,7 +182,7 @@ impl ReadState {
                 Ok(n) => {
                     let n = n.min(want);
                     self.turn_bytes += n;
-                    if n < want && self.short_read_drains {
+                    if n < want && self.short_read_drains && !self.hup {
                         self.readable = false;
                     }
                     return Step::Data(n);

@@ -1,5 +1,6 @@
 //! Building a server, running it on the caller's thread or its own.
 
+use crate::async_face::{AsyncFace, Incoming};
 use crate::codec::Framing;
 use crate::config::Config;
 use crate::handler::{CallbackFace, Handler};
@@ -16,6 +17,21 @@ use std::time::Duration;
 
 /// Which face serves a listener's connections.
 pub(crate) const CALLBACK_FACE: usize = 0;
+pub(crate) const ASYNC_FACE: usize = 1;
+
+/// The handler of a server with only async listeners: callbacks never carry data then.
+struct NoHandler;
+
+impl Handler for NoHandler {
+    fn on_message(
+        &mut self,
+        ctx: &mut crate::Context<'_>,
+        conn: crate::ConnId,
+        _data: bytes::Bytes,
+    ) {
+        ctx.close(conn);
+    }
+}
 
 /// Makes a listening socket the way the C++ design's `make_listener_socket` did: reuse-address,
 /// non-blocking, close-on-exec, with the given `backlog` (IPv6 sockets are v6-only).
@@ -159,6 +175,39 @@ impl Builder {
         self.add_listener(listener, CALLBACK_FACE)
     }
 
+    /// Binds every address `addrs` resolves to for the async face: its connections come out of
+    /// [`Server::incoming`].
+    ///
+    /// # Errors
+    ///
+    /// The failing `socket`/`bind`/`listen` call, named in the message.
+    pub fn bind_async(self, addrs: impl ToSocketAddrs) -> io::Result<Builder> {
+        self.add(addrs, ASYNC_FACE)
+    }
+
+    /// Serves an already listening socket with the async face.
+    ///
+    /// # Errors
+    ///
+    /// If the socket's mode or address cannot be read or set.
+    pub fn listener_async(self, listener: TcpListener) -> io::Result<Builder> {
+        self.add_listener(listener, ASYNC_FACE)
+    }
+
+    /// Async face: bytes a connection's inbound stream may hold before the reactor stops reading
+    /// from its socket (default 1 MiB); it reads again once the consumer drained half of it.
+    pub fn inbound_high_water(mut self, bytes: usize) -> Builder {
+        self.cfg.inbound_high_water = bytes;
+        self
+    }
+
+    /// Async face: accepted connections [`Server::incoming`] may hold before the reactor stops
+    /// accepting (default 128).
+    pub fn incoming_capacity(mut self, connections: usize) -> Builder {
+        self.cfg.incoming_capacity = connections.max(1);
+        self
+    }
+
     /// The `listen(2)` backlog of listeners bound after this call (default 1024).
     pub fn backlog(mut self, backlog: i32) -> Builder {
         self.cfg.backlog = backlog;
@@ -257,7 +306,7 @@ impl Builder {
         self
     }
 
-    pub(crate) fn into_server(mut self, faces: Vec<Box<dyn Face>>) -> io::Result<Server> {
+    fn into_server(mut self, handler: Box<dyn Handler>) -> io::Result<Server> {
         let fd_limit = match self.cfg.max_fds {
             Some(n) => Some(sys::raise_nofile_limit(n)?),
             None => None,
@@ -269,12 +318,20 @@ impl Builder {
         }
         let addrs = self.listeners.iter().map(|l| l.addr).collect();
         let shared = Arc::new(Shared::new()?);
+        let (async_face, incoming) = AsyncFace::new(
+            shared.clone(),
+            self.cfg.incoming_capacity,
+            self.cfg.inbound_high_water,
+        );
+        let faces: Vec<Box<dyn Face>> =
+            vec![Box::new(CallbackFace::new(handler)), Box::new(async_face)];
         let reactor = Reactor::new(Arc::new(self.cfg), shared.clone(), faces, self.listeners)?;
         Ok(Server {
             reactor,
             handle: ServerHandle { shared },
             addrs,
             fd_limit,
+            incoming,
         })
     }
 
@@ -284,7 +341,17 @@ impl Builder {
     ///
     /// A failing `epoll_create1`, `eventfd`, `epoll_ctl` or `setrlimit`.
     pub fn build(self, handler: impl Handler) -> io::Result<Server> {
-        self.into_server(vec![Box::new(CallbackFace::new(Box::new(handler)))])
+        self.into_server(Box::new(handler))
+    }
+
+    /// Builds a server whose connections are all taken through [`Server::incoming`]
+    /// (listeners added with [`bind_async`](Self::bind_async)).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_async(self) -> io::Result<Server> {
+        self.into_server(Box::new(NoHandler))
     }
 }
 
@@ -297,6 +364,7 @@ pub struct Server {
     handle: ServerHandle,
     addrs: Vec<SocketAddr>,
     fd_limit: Option<FdLimit>,
+    incoming: Incoming,
 }
 
 impl fmt::Debug for Server {
@@ -330,6 +398,12 @@ impl Server {
     /// A handle to stop the server from any thread.
     pub fn handle(&self) -> ServerHandle {
         self.handle.clone()
+    }
+
+    /// The stream of connections accepted on the async listeners. It can be taken before or
+    /// after [`spawn`](Self::spawn) (clones share one queue), and ends when the server stops.
+    pub fn incoming(&self) -> Incoming {
+        self.incoming.clone()
     }
 
     /// The file-descriptor limit obtained for [`Builder::max_fds`], if it was set.

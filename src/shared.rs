@@ -213,6 +213,8 @@ pub(crate) struct ConnShared {
     pub(crate) inbound_bytes: AtomicUsize,
     /// Async inbound: the reactor stopped reading because the consumer lags.
     pub(crate) inbound_paused: AtomicBool,
+    /// Async inbound: the error that ended the stream, yielded after the buffered items.
+    pub(crate) inbound_error: Mutex<Option<std::io::Error>>,
 }
 
 impl fmt::Debug for ConnShared {
@@ -230,8 +232,31 @@ impl ConnShared {
         self.state.load(SeqCst) != OPEN
     }
 
+    /// The error a write on this connection gets now, if any.
+    pub(crate) fn write_error(&self) -> Option<std::io::Error> {
+        use std::io::{Error, ErrorKind};
+        match self.state.load(SeqCst) {
+            OPEN if self.write_shut.load(SeqCst) => Some(Error::new(
+                ErrorKind::BrokenPipe,
+                "the connection's write side is closed",
+            )),
+            OPEN => None,
+            CLOSED_RESET => Some(Error::new(
+                ErrorKind::ConnectionReset,
+                "connection reset by peer",
+            )),
+            CLOSED_ERROR => Some(Error::new(
+                ErrorKind::BrokenPipe,
+                "connection closed on an error",
+            )),
+            CLOSED_SHUTDOWN => Some(Error::new(ErrorKind::NotConnected, "the server shut down")),
+            _ => Some(Error::new(ErrorKind::BrokenPipe, "connection closed")),
+        }
+    }
+
     /// Queues `msg` for output from any thread, counting it against the hard limit when `bounded`.
-    pub(crate) fn send(&self, msg: Bytes, bounded: bool) -> Result<(), SendError> {
+    /// Returns the output position (in bytes ever queued) at the end of `msg`.
+    pub(crate) fn send(&self, msg: Bytes, bounded: bool) -> Result<u64, SendError> {
         if self.is_closed() || self.write_shut.load(SeqCst) {
             return Err(SendError::new(SendErrorKind::Closed, msg));
         }
@@ -243,11 +268,11 @@ impl ConnShared {
         }
         match self.out_tx.try_send(msg) {
             Ok(()) => {
-                self.enqueued_total.fetch_add(len as u64, SeqCst);
+                let end = self.enqueued_total.fetch_add(len as u64, SeqCst) + len as u64;
                 if !self.flush_wanted.swap(true, SeqCst) {
                     self.server.push(Command::Flush(self.id));
                 }
-                Ok(())
+                Ok(end)
             }
             Err(e) => {
                 self.queued.fetch_sub(len, SeqCst);
@@ -281,7 +306,7 @@ impl ConnHandle {
     /// [`SendErrorKind::Full`] when its queued output would pass the hard limit; either way the
     /// message comes back inside the error.
     pub fn send(&self, msg: impl Into<Bytes>) -> Result<(), SendError> {
-        self.inner.send(msg.into(), true)
+        self.inner.send(msg.into(), true).map(drop)
     }
 
     /// Closes the connection after writing what is queued.

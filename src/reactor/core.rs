@@ -35,6 +35,7 @@ pub(crate) struct Closed {
     pub(crate) face: usize,
     pub(crate) reason: CloseReason,
     pub(crate) inbound_tx: Option<async_channel::Sender<io::Result<Bytes>>>,
+    pub(crate) shared: Option<Arc<ConnShared>>,
 }
 
 pub(crate) struct Core {
@@ -146,6 +147,7 @@ impl Core {
             high_water,
             inbound_bytes: AtomicUsize::new(0),
             inbound_paused: AtomicBool::new(false),
+            inbound_error: Default::default(),
         });
         if closing {
             rx.close();
@@ -256,6 +258,7 @@ impl Core {
         self.slot_freed = true;
         conn.discard_output();
         let mut inbound_tx = None;
+        let mut shared_state = None;
         if let Some(mut extra) = conn.extra.take() {
             if let Some(rx) = &extra.out_rx {
                 rx.close();
@@ -271,6 +274,7 @@ impl Core {
                 sh.write_waker.wake();
             }
             inbound_tx = extra.inbound_tx.take();
+            shared_state = extra.shared.take();
         }
         let face = conn.face;
         // Closing the fd also removes it from the epoll set: it is never dup'ed.
@@ -280,6 +284,7 @@ impl Core {
             face,
             reason,
             inbound_tx,
+            shared: shared_state,
         });
     }
 

@@ -240,8 +240,10 @@ impl Reactor {
             return;
         };
         let hangup = bits & (sys::EV_ERR | sys::EV_HUP) != 0;
-        if hangup || bits & (sys::EV_IN | sys::EV_RDHUP) != 0 {
+        if hangup || bits & sys::EV_RDHUP != 0 {
             // HUP/ERR can arrive without EPOLLIN (smol-rs/smol#134): reading finds the EOF or error.
+            conn.read.on_hangup();
+        } else if bits & sys::EV_IN != 0 {
             conn.read.on_readable();
         }
         if hangup || bits & sys::EV_OUT != 0 {

@@ -105,21 +105,6 @@ impl Epoll {
         .map_err(|e| context(e, "epoll_ctl(ADD)"))
     }
 
-    /// `epoll_ctl(EPOLL_CTL_DEL)`.
-    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        // SAFETY: both fds are open; Linux ignores the event pointer for DEL (non-null since 2.6.9).
-        cvt(unsafe {
-            libc::epoll_ctl(
-                self.fd.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                fd.as_raw_fd(),
-                std::ptr::null_mut(),
-            )
-        })
-        .map(drop)
-        .map_err(|e| context(e, "epoll_ctl(DEL)"))
-    }
-
     /// `epoll_wait`: fills `events`, returns how many are valid. `EINTR` is returned as 0 events.
     pub(crate) fn wait(&self, events: &mut [Event], timeout_ms: i32) -> io::Result<usize> {
         let max = events.len().min(i32::MAX as usize) as i32;
@@ -478,11 +463,6 @@ pub(crate) fn errno() -> i32 {
 pub(crate) fn set_errno(value: i32) {
     // SAFETY: __errno_location returns the calling thread's errno slot, valid for the thread's life.
     unsafe { *libc::__errno_location() = value };
-}
-
-/// Whether an error means the process or system ran out of file descriptors.
-pub(crate) fn is_fd_exhaustion(err: &io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
 /// Whether an accept error concerns only the one connection being accepted (it was aborted

@@ -1,0 +1,92 @@
+//! Echo server on the async face, on the executor of your choice.
+//!
+//! ```text
+//! cargo run --example echo -- [ADDR] [--executor tokio|tokio-mt|smol|futures]
+//! ```
+//!
+//! ADDR defaults to 127.0.0.1:7878 and the executor to tokio (current-thread runtime). The
+//! echo code is the same for every executor: only `spawn` differs. Prints `listening on <addr>`
+//! first, and stops gracefully on SIGINT or SIGTERM.
+
+use epoll_server::{Connection, Incoming, Server};
+use futures::{SinkExt, StreamExt};
+use std::io::{self, Write};
+
+/// Echoes one connection: every inbound buffer goes back out, in order. `feed` queues without
+/// waiting for the kernel (the reactor writes it anyway); closing the sink at the peer's end of
+/// file flushes and half-closes.
+async fn echo(conn: Connection) -> io::Result<()> {
+    let (mut inbound, mut outbound) = conn.split();
+    while let Some(buf) = inbound.next().await {
+        outbound.feed(buf?).await?;
+    }
+    outbound.close().await
+}
+
+/// Takes connections until the server stops, spawning `echo` for each with `spawn`.
+async fn serve(mut incoming: Incoming, spawn: impl Fn(Connection)) {
+    while let Some(conn) = incoming.next().await {
+        spawn(conn);
+    }
+}
+
+fn main() -> io::Result<()> {
+    let mut addr = "127.0.0.1:7878".to_string();
+    let mut executor = "tokio".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--executor" => executor = args.next().unwrap_or_default(),
+            other => addr = other.to_string(),
+        }
+    }
+    let server = Server::builder()
+        .max_fds(65_536)
+        .bind_async(addr.as_str())?
+        .build_async()?;
+    epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
+    println!("listening on {}", server.local_addr());
+    io::stdout().flush()?;
+    let incoming = server.incoming();
+    let running = server.spawn()?;
+    let report = |r: io::Result<()>| {
+        if let Err(e) = r {
+            log_error(&e);
+        }
+    };
+    match executor.as_str() {
+        "tokio" | "tokio-mt" => {
+            let rt = if executor == "tokio" {
+                tokio::runtime::Builder::new_current_thread().build()?
+            } else {
+                tokio::runtime::Builder::new_multi_thread().build()?
+            };
+            rt.block_on(serve(incoming, |c| {
+                tokio::spawn(async move { report(echo(c).await) });
+            }));
+        }
+        "smol" => {
+            let ex = smol::LocalExecutor::new();
+            smol::block_on(ex.run(serve(incoming, |c| {
+                ex.spawn(async move { report(echo(c).await) }).detach();
+            })));
+        }
+        "futures" => {
+            let pool = futures::executor::ThreadPool::new()?;
+            futures::executor::block_on(serve(incoming, |c| {
+                pool.spawn_ok(async move { report(echo(c).await) });
+            }));
+        }
+        other => {
+            eprintln!("unknown executor {other:?}: use tokio, tokio-mt, smol or futures");
+            running.stop();
+        }
+    }
+    running.join()
+}
+
+fn log_error(e: &io::Error) {
+    if e.kind() != io::ErrorKind::ConnectionReset {
+        eprintln!("connection: {e}");
+    }
+}

@@ -1,0 +1,309 @@
+//! The async face: each connection is a [`Stream`](futures::Stream) of inbound buffers and a
+//! [`Sink`](futures::Sink) for outbound ones, carried over `async-channel`, so any executor can
+//! drive them (tokio, smol, `futures::executor`, ...). No runtime is inside the crate: the
+//! reactor thread does the I/O and the channels' wakers cross to the executor.
+//!
+//! # Hand-offs
+//!
+//! - Accepted connections go through a bounded channel ([`Incoming`]). When it is full the
+//!   reactor stops accepting (new clients wait in the kernel backlog); taking a connection out
+//!   of a full channel sends one `AcceptResume` command.
+//! - Inbound frames go through a bounded channel per connection, counted in bytes too. When the
+//!   consumer lags past the byte or item bound, the reactor parks the frame, sets
+//!   `inbound_paused` and stops reading that socket, so the peer feels TCP flow control. The
+//!   consumer, after taking an item, sees the flag and sends one `InboundResume`. Both sides set
+//!   the flag, then re-check the channel, so a resume is never lost (DESIGN-NOTES §3).
+//! - Outbound buffers go through an unbounded channel per connection, bounded in bytes by the
+//!   sink's `poll_ready` (see [`Outbound`]). One `Flush` command per burst wakes the reactor.
+
+mod inbound;
+mod outbound;
+
+pub use self::inbound::Inbound;
+pub use self::outbound::Outbound;
+
+use crate::error::CloseReason;
+use crate::handler::ConnInfo;
+use crate::id::ConnId;
+use crate::reactor::{Closed, Core, Face};
+use crate::shared::{Command, ConnShared, Shared};
+use bytes::Bytes;
+use futures::{Sink, Stream};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Items of the inbound channel before the consumer takes them.
+const INBOUND_ITEMS: usize = 64;
+
+/// Sends `Release` when the last half of a connection is dropped.
+#[derive(Debug)]
+pub(crate) struct Release(pub(crate) Arc<ConnShared>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if !self.0.is_closed() {
+            self.0.server.push(Command::Release(self.0.id));
+        }
+    }
+}
+
+/// An accepted connection: a [`Stream`] of inbound buffers and a [`Sink`] for outbound ones.
+///
+/// [`split`](Self::split) it to read and write from different tasks; both halves are `Send`.
+/// Dropping both halves closes the connection once its queued output is written.
+#[pin_project::pin_project]
+#[derive(Debug)]
+pub struct Connection {
+    info: ConnInfo,
+    #[pin]
+    inbound: Inbound,
+    #[pin]
+    outbound: Outbound,
+}
+
+impl Connection {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.info.id
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.info.peer
+    }
+
+    /// The local address the peer connected to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.info.local
+    }
+
+    /// A thread-safe handle to this connection (send from anywhere, close, pause reading).
+    pub fn handle(&self) -> crate::ConnHandle {
+        self.outbound.handle()
+    }
+
+    /// Splits into the inbound stream and the outbound sink.
+    pub fn split(self) -> (Inbound, Outbound) {
+        (self.inbound, self.outbound)
+    }
+}
+
+impl Stream for Connection {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.project().inbound.poll_next(cx)
+    }
+}
+
+impl Sink<Bytes> for Connection {
+    type Error = io::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().outbound.poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Bytes) -> io::Result<()> {
+        self.project().outbound.start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().outbound.poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().outbound.poll_close(cx)
+    }
+}
+
+/// State the [`Incoming`] stream shares with the reactor.
+#[derive(Debug)]
+struct AcceptGate {
+    server: Arc<Shared>,
+    /// The reactor stopped accepting because `incoming` was full.
+    paused: AtomicBool,
+}
+
+/// The stream of accepted connections of a server's async listeners. It ends when the server
+/// stops. It is bounded: while the application does not take connections, the server stops
+/// accepting and new clients wait in the kernel's backlog.
+#[derive(Debug)]
+pub struct Incoming {
+    // Boxed so `Incoming` is `Unpin`.
+    rx: Pin<Box<async_channel::Receiver<Connection>>>,
+    gate: Arc<AcceptGate>,
+}
+
+impl Clone for Incoming {
+    fn clone(&self) -> Incoming {
+        Incoming {
+            rx: Box::pin(self.rx.as_ref().get_ref().clone()),
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+impl Stream for Incoming {
+    type Item = Connection;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Connection>> {
+        let item = self.rx.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(_)) = item {
+            if self.gate.paused.swap(false, SeqCst) {
+                self.gate.server.push(Command::AcceptResume);
+            }
+        }
+        item
+    }
+}
+
+/// The reactor side of the async face.
+pub(crate) struct AsyncFace {
+    tx: async_channel::Sender<Connection>,
+    gate: Arc<AcceptGate>,
+    inbound_high_water: usize,
+}
+
+impl AsyncFace {
+    pub(crate) fn new(
+        server: Arc<Shared>,
+        capacity: usize,
+        inbound_high_water: usize,
+    ) -> (AsyncFace, Incoming) {
+        let (tx, rx) = async_channel::bounded(capacity.max(1));
+        let gate = Arc::new(AcceptGate {
+            server,
+            paused: AtomicBool::new(false),
+        });
+        let face = AsyncFace {
+            tx,
+            gate: gate.clone(),
+            inbound_high_water,
+        };
+        (
+            face,
+            Incoming {
+                rx: Box::pin(rx),
+                gate,
+            },
+        )
+    }
+
+    /// Offers a frame to the consumer; gives it back if the consumer is over its bound.
+    fn offer(
+        &self,
+        shared: &ConnShared,
+        tx: &async_channel::Sender<io::Result<Bytes>>,
+        frame: Bytes,
+    ) -> Option<Bytes> {
+        if shared.inbound_bytes.load(SeqCst) > self.inbound_high_water {
+            return Some(frame);
+        }
+        let len = frame.len();
+        // Count first: the consumer may take the item before try_send returns.
+        shared.inbound_bytes.fetch_add(len, SeqCst);
+        match tx.try_send(Ok(frame)) {
+            Ok(()) => None,
+            Err(async_channel::TrySendError::Full(Ok(frame))) => {
+                shared.inbound_bytes.fetch_sub(len, SeqCst);
+                Some(frame)
+            }
+            Err(_) => {
+                // The application dropped the inbound half: it does not want the bytes.
+                shared.inbound_bytes.fetch_sub(len, SeqCst);
+                None
+            }
+        }
+    }
+}
+
+impl Face for AsyncFace {
+    fn opened(&mut self, core: &mut Core, info: ConnInfo) {
+        let Some(shared) = core.conn_shared(info.id) else {
+            return;
+        };
+        let (tx, rx) = async_channel::bounded(INBOUND_ITEMS);
+        if let Some(conn) = core.get_mut(info.id) {
+            conn.extra().inbound_tx = Some(tx);
+        }
+        let release = Arc::new(Release(shared.clone()));
+        let conn = Connection {
+            info,
+            inbound: Inbound::new(rx, shared.clone(), release.clone(), self.inbound_high_water),
+            outbound: Outbound::new(shared, release),
+        };
+        if let Err(e) = self.tx.try_send(conn) {
+            // Only if the application dropped every `Incoming` (or the bound was raced past).
+            log::debug!("connection {} not taken: {e}", info.id);
+            core.close(info.id, CloseReason::Local);
+        }
+    }
+
+    fn received(&mut self, core: &mut Core, id: ConnId, frame: Bytes) -> Option<Bytes> {
+        let conn = core.get(id)?;
+        let extra = conn.extra.as_ref()?;
+        let (Some(shared), Some(tx)) = (extra.shared.as_ref(), extra.inbound_tx.as_ref()) else {
+            return None;
+        };
+        let frame = self.offer(shared, tx, frame)?;
+        // Full: flag the pause, then look again, so a consumer that drained in between is seen.
+        shared.inbound_paused.store(true, SeqCst);
+        self.offer(shared, tx, frame)
+    }
+
+    fn read_finished(&mut self, core: &mut Core, id: ConnId) {
+        // End of file: the stream ends after its items; the sink keeps working (half-close).
+        if let Some(conn) = core.get_mut(id) {
+            if let Some(extra) = conn.extra.as_mut() {
+                extra.inbound_tx = None;
+            }
+        }
+    }
+
+    fn closed(&mut self, _core: &mut Core, closed: Closed) {
+        if let Some(tx) = closed.inbound_tx {
+            let err = match closed.reason {
+                CloseReason::Reset => Some(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "connection reset by peer",
+                )),
+                CloseReason::Error(e) => Some(e),
+                _ => None,
+            };
+            if let Some(e) = err {
+                if let Some(shared) = closed.shared.as_ref() {
+                    *shared
+                        .inbound_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(e);
+                }
+            }
+            tx.close();
+        }
+    }
+
+    fn error(&mut self, _core: &mut Core, id: Option<ConnId>, err: io::Error) {
+        match id {
+            Some(id) => log::warn!("connection {id}: {err}"),
+            None => log::warn!("server: {err}"),
+        }
+    }
+
+    fn can_accept(&self) -> bool {
+        if !self.tx.is_full() {
+            return true;
+        }
+        self.gate.paused.store(true, SeqCst);
+        // Look again after flagging: a consumer that took one in between saw no flag.
+        !self.tx.is_full()
+    }
+
+    fn stopping(&mut self, _core: &mut Core) {
+        // `Incoming` ends once it has yielded what was already accepted.
+        self.tx.close();
+    }
+}

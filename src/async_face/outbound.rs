@@ -1,0 +1,142 @@
+//! The outbound half: a `Sink` over an `async-channel` sender, bounded in bytes.
+//!
+//! `async-channel` has no `Sink` and cannot reserve a slot (smol-rs/async-channel#12, #25), so the
+//! bound is ours: the channel is unbounded in items, and `poll_ready` waits while the bytes
+//! queued for the connection (in the channel and in the reactor's write queue) are above the
+//! high-water mark. The reactor wakes the sink each time it writes.
+//!
+//! ```text
+//!  poll_ready  Pending while queued > high water; Err once the connection closed or reset
+//!  start_send  hands the buffer to the channel; one Flush command per burst wakes the reactor
+//!  poll_flush  Ready once every byte sent through this sink is in the kernel's socket buffer
+//!  poll_close  flush, then shutdown(SHUT_WR); the inbound stream keeps working
+//! ```
+
+use super::Release;
+use crate::shared::{Command, ConnShared};
+use crate::ConnHandle;
+use bytes::Bytes;
+use futures::Sink;
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// The outbound half of a [`Connection`](super::Connection): a [`Sink`] of buffers written to
+/// the peer in order.
+///
+/// Sending one [`Bytes`] to many connections shares it: no copy per connection.
+pub struct Outbound {
+    shared: Arc<ConnShared>,
+    _release: Arc<Release>,
+    /// Output position at the end of the last buffer this sink sent.
+    sent_upto: u64,
+    shut_sent: bool,
+}
+
+impl fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbound")
+            .field("id", &self.shared.id)
+            .field("queued", &self.shared.queued.load(SeqCst))
+            .finish()
+    }
+}
+
+impl Outbound {
+    pub(super) fn new(shared: Arc<ConnShared>, release: Arc<Release>) -> Outbound {
+        Outbound {
+            shared,
+            _release: release,
+            sent_upto: 0,
+            shut_sent: false,
+        }
+    }
+
+    /// A thread-safe handle to the same connection.
+    pub fn handle(&self) -> ConnHandle {
+        ConnHandle {
+            inner: self.shared.clone(),
+        }
+    }
+
+    /// Bytes queued for the connection and not yet written to the kernel.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.queued.load(SeqCst)
+    }
+
+    fn is_flushed(&self) -> bool {
+        self.shared.written_total.load(SeqCst) >= self.sent_upto
+    }
+}
+
+impl Sink<Bytes> for Outbound {
+    type Error = io::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let s = &self.shared;
+        for registered in [false, true] {
+            if let Some(e) = s.write_error() {
+                return Poll::Ready(Err(e));
+            }
+            if s.queued.load(SeqCst) <= s.high_water {
+                return Poll::Ready(Ok(()));
+            }
+            if !registered {
+                // Register, then look again: a write between the check and the registration
+                // would otherwise be missed.
+                s.write_waker.register(cx.waker());
+            }
+        }
+        Poll::Pending
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> io::Result<()> {
+        if item.is_empty() {
+            return Ok(());
+        }
+        match self.shared.send(item, false) {
+            Ok(end) => {
+                self.sent_upto = end;
+                Ok(())
+            }
+            Err(_) => Err(self
+                .shared
+                .write_error()
+                .unwrap_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        for registered in [false, true] {
+            if self.is_flushed() {
+                return Poll::Ready(Ok(()));
+            }
+            if self.shared.is_closed() {
+                return Poll::Ready(Err(self.shared.write_error().unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::BrokenPipe, "connection closed")
+                })));
+            }
+            if !registered {
+                self.shared.write_waker.register(cx.waker());
+            }
+        }
+        Poll::Pending
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.shut_sent {
+            return Poll::Ready(Ok(()));
+        }
+        futures::ready!(self.as_mut().poll_flush(cx))?;
+        self.shut_sent = true;
+        if !self.shared.is_closed() {
+            self.shared
+                .server
+                .push(Command::ShutdownWrite(self.shared.id));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
