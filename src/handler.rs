@@ -38,9 +38,12 @@ pub struct ConnInfo {
 ///
 /// # Examples
 ///
+/// An echo server on its own thread, and a client talking to it:
+///
 /// ```
-/// use epoll_server::{Context, ConnId, Handler};
-/// use bytes::Bytes;
+/// # fn main() -> std::io::Result<()> {
+/// use epoll_server::{Bytes, Context, ConnId, Handler, Server};
+/// use std::io::{Read, Write};
 ///
 /// struct Echo;
 ///
@@ -52,6 +55,16 @@ pub struct ConnInfo {
 ///         }
 ///     }
 /// }
+///
+/// let server = Server::builder().bind("127.0.0.1:0")?.build(Echo)?.spawn()?;
+/// let mut client = std::net::TcpStream::connect(server.local_addr())?;
+/// client.write_all(b"hello")?;
+/// let mut reply = [0u8; 5];
+/// client.read_exact(&mut reply)?;
+/// assert_eq!(&reply, b"hello");
+/// server.stop_and_join()?;
+/// # Ok(())
+/// # }
 /// ```
 pub trait Handler: Send + 'static {
     /// The server is listening on `addrs` (the real bound addresses, with their ports).

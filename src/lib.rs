@@ -82,3 +82,8 @@ pub use crate::shared::{ConnHandle, ServerHandle};
 pub use crate::signal::stop_on_signals;
 pub use crate::sys::FdLimit;
 pub use bytes::Bytes;
+
+/// The README's examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

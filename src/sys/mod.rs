@@ -84,9 +84,8 @@ impl Epoll {
         let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
             .map_err(|e| context(e, "epoll_create1"))?;
         // SAFETY: `fd` was just returned by epoll_create1 and is owned by nobody else.
-        Ok(Epoll {
-            fd: unsafe { owned(fd) },
-        })
+        let fd = unsafe { owned(fd) };
+        Ok(Epoll { fd })
     }
 
     /// `epoll_ctl(EPOLL_CTL_ADD)` with `token` as the event's data.
@@ -135,9 +134,8 @@ impl EventFd {
         let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })
             .map_err(|e| context(e, "eventfd"))?;
         // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
-        Ok(EventFd {
-            fd: unsafe { owned(fd) },
-        })
+        let fd = unsafe { owned(fd) };
+        Ok(EventFd { fd })
     }
 
     /// The fd, for registering with epoll.
@@ -430,8 +428,8 @@ pub(crate) fn raise_nofile_limit(wanted: u64) -> io::Result<FdLimit> {
         lim.rlim_cur = target;
     }
     Ok(FdLimit {
-        soft: lim.rlim_cur as u64,
-        hard: lim.rlim_max as u64,
+        soft: lim.rlim_cur,
+        hard: lim.rlim_max,
     })
 }
 
