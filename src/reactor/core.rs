@@ -19,10 +19,12 @@ use crate::id::ConnId;
 use crate::shared::{self, ConnShared, Shared};
 use crate::sys::{self, Epoll};
 use bytes::Bytes;
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
+use std::time::Instant;
 
 struct Slot {
     generation: u32,
@@ -54,6 +56,9 @@ pub(crate) struct Core {
     /// A connection ended since the last accept attempt: listeners held back by limits may retry.
     pub(crate) slot_freed: bool,
     pub(crate) stopping: bool,
+    /// Closing connections with output still queued, and when to give up on writing it
+    /// (in deadline order: every entry waits the same `shutdown_deadline`).
+    pub(crate) lingering: VecDeque<(Instant, ConnId)>,
 }
 
 impl Core {
@@ -70,6 +75,7 @@ impl Core {
             closed: Vec::new(),
             slot_freed: false,
             stopping: false,
+            lingering: VecDeque::new(),
         }
     }
 
@@ -220,13 +226,38 @@ impl Core {
         let Some(conn) = self.get_mut(id) else { return };
         if conn.closing.is_none() {
             conn.closing = Some(reason);
+            let deadline = Instant::now() + self.cfg.shutdown_deadline;
+            self.lingering.push_back((deadline, id));
         }
+        let conn = self.get_mut(id).expect("looked up above");
         conn.read.pause(PAUSE_CLOSING);
         if let Some(s) = conn.shared() {
             s.write_shut.store(true, SeqCst);
         }
         conn.seal_channel();
         self.mark_dirty(id);
+    }
+
+    /// Closes the connections whose queued output could not be written in time (a peer that
+    /// stopped reading must not keep a closed connection alive). Returns the next deadline.
+    pub(crate) fn expire_lingering(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(&(deadline, id)) = self.lingering.front() {
+            let closing = self.get(id).is_some_and(|c| c.closing.is_some());
+            if !closing {
+                self.lingering.pop_front();
+            } else if deadline <= now {
+                self.lingering.pop_front();
+                let reason = self
+                    .get_mut(id)
+                    .and_then(|c| c.closing.take())
+                    .unwrap_or(CloseReason::Local);
+                log::debug!("connection {id}: queued output not written in time; closing");
+                self.abort(id, reason);
+            } else {
+                return Some(deadline);
+            }
+        }
+        None
     }
 
     /// Flush, then `shutdown(SHUT_WR)`; reading goes on.

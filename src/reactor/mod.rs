@@ -193,6 +193,7 @@ impl Reactor {
                 }
             }
             self.accept_due(now);
+            self.core.expire_lingering(now);
             self.settle();
             self.resize_events(n, now);
         }
@@ -209,7 +210,8 @@ impl Reactor {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
-        if let Some(d) = self.deadline {
+        let linger = self.core.lingering.front().map(|&(at, _)| at);
+        for d in [self.deadline, linger].into_iter().flatten() {
             next = Some(next.map_or(d, |n| n.min(d)));
         }
         match next {
@@ -223,7 +225,8 @@ impl Reactor {
 
     fn dispatch(&mut self, token: u64, bits: u32) {
         if token == WAKER_TOKEN {
-            self.core.shared.eventfd().drain();
+            // Nothing to read back: each eventfd write is its own edge (see `EventFd::notify`),
+            // and the commands it announced are taken after this batch.
             return;
         }
         if token > LISTENER_BASE - self.listeners.len() as u64 {
@@ -240,6 +243,7 @@ impl Reactor {
             return;
         };
         let hangup = bits & (sys::EV_ERR | sys::EV_HUP) != 0;
+        let read_bits = hangup || bits & (sys::EV_IN | sys::EV_RDHUP) != 0;
         if hangup || bits & sys::EV_RDHUP != 0 {
             // HUP/ERR can arrive without EPOLLIN (smol-rs/smol#134): reading finds the EOF or error.
             conn.read.on_hangup();
@@ -255,7 +259,9 @@ impl Reactor {
         let Some(conn) = self.core.get_mut(id) else {
             return;
         };
-        if conn.read.wants_read() {
+        if read_bits && conn.read.wants_read() {
+            // A write-only event does not read: a connection with data left behind is on the
+            // ready list already.
             self.read_turn(id);
         } else if bits & sys::EV_ERR != 0 && !conn.read.is_finished() {
             // Reading is paused and the socket failed: nothing else would notice.
