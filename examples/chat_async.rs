@@ -36,7 +36,9 @@ async fn client(conn: Connection, members: Members) -> io::Result<()> {
     let id = conn.id();
     let handle = conn.handle();
     let (mut inbound, mut outbound) = conn.split();
-    outbound.send(Bytes::from_static(b"enter your name: ")).await?;
+    outbound
+        .send(Bytes::from_static(b"enter your name: "))
+        .await?;
     let mut name: Option<String> = None;
     let mut partial = Vec::new();
     let result = async {
@@ -56,23 +58,33 @@ async fn client(conn: Connection, members: Members) -> io::Result<()> {
                             "" => format!("guest{id}"),
                             n => n.to_string(),
                         };
-                        outbound.feed(Bytes::from(format!("welcome, {n}\n"))).await?;
+                        outbound
+                            .feed(Bytes::from(format!("welcome, {n}\n")))
+                            .await?;
                         broadcast(&members, id, format!("* {n} joined\n"));
-                        members.lock().unwrap_or_else(|p| p.into_inner()).insert(id, handle.clone());
+                        members
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(id, handle.clone());
                         name = Some(n);
                     }
                     Some(n) => broadcast(&members, id, format!("{n}: {line}\n")),
                 }
             }
             if partial.len() > MAX_LINE {
-                outbound.send(Bytes::from_static(b"line too long\n")).await?;
+                outbound
+                    .send(Bytes::from_static(b"line too long\n"))
+                    .await?;
                 break;
             }
         }
         io::Result::Ok(())
     }
     .await;
-    members.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    members
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&id);
     if let Some(n) = name {
         broadcast(&members, id, format!("* {n} left\n"));
     }
@@ -80,7 +92,9 @@ async fn client(conn: Connection, members: Members) -> io::Result<()> {
 }
 
 fn main() -> io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:7878".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:7878".into());
     let server = Server::builder().bind_async(addr.as_str())?.build_async()?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
     println!("listening on {}", server.local_addr());

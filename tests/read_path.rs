@@ -154,9 +154,18 @@ fn pause_with_data_pending_keeps_it_readable_and_resume_asks_for_a_turn() {
     assert!(matches!(state.step(&mut src, &mut buf), Step::Data(64)));
     state.pause(4);
     assert!(matches!(state.step(&mut src, &mut buf), Step::Paused));
-    assert!(state.is_readable(), "unread data stays pending while paused");
-    assert!(!state.resume(1), "lifting a reason that was not set changes nothing");
-    assert!(state.resume(4), "resuming with data pending needs a turn without an edge");
+    assert!(
+        state.is_readable(),
+        "unread data stays pending while paused"
+    );
+    assert!(
+        !state.resume(1),
+        "lifting a reason that was not set changes nothing"
+    );
+    assert!(
+        state.resume(4),
+        "resuming with data pending needs a turn without an edge"
+    );
     let (rest, end) = turn(&mut state, &mut src, &mut buf);
     assert_eq!(rest.len(), 136);
     assert!(matches!(end, Step::Drained));
