@@ -522,7 +522,11 @@ impl StreamRun {
         let cpu0 = sys::self_cpu_time();
         let t0 = Instant::now();
         self.counting = true;
+        // Start every pipeline only now: the probe may have slept (perf
+        // attach) and messages stamped before that would show its delay.
+        let now = self.now_ns();
         for i in 0..self.conns.len() {
+            self.issue(i, now);
             self.flush(i)?;
         }
         self.turn_until(t0 + self.params.duration, |_| false)?;
@@ -548,11 +552,6 @@ impl StreamRun {
     fn run(mut self, scenario: Scenario, probe: &mut dyn Probe) -> Res<Outcome> {
         self.setup()?;
         self.cap = u64::MAX;
-        // Start every connection's pipeline at the window's start.
-        let now = self.now_ns();
-        for i in 0..self.conns.len() {
-            self.issue(i, now);
-        }
         let (window, gen_cpu) = self.window(probe)?;
         self.drain(1)?;
         Ok(self.outcome(scenario, window, gen_cpu))
@@ -588,6 +587,8 @@ struct ChurnRun {
     opening: bool,
     counting: bool,
     epoch: Instant,
+    /// Window start, ns since `epoch`.
+    window_start: u64,
     ops: u64,
     bytes: u64,
     hist: Histogram,
@@ -615,6 +616,7 @@ impl ChurnRun {
             opening: true,
             counting: false,
             epoch: Instant::now(),
+            window_start: u64::MAX,
             ops: 0,
             bytes: 0,
             hist: Histogram::new(),
@@ -726,9 +728,13 @@ impl ChurnRun {
                         // close() also removes the fd from the epoll set.
                         sys::close(c.fd);
                         if self.counting {
-                            let now = self.epoch.elapsed().as_nanos() as u64;
-                            self.hist.record(now.saturating_sub(c.started));
                             self.ops += 1;
+                            // Connections opened before the window waited
+                            // out the probe's set-up: no latency for them.
+                            if c.started >= self.window_start {
+                                let now = self.epoch.elapsed().as_nanos() as u64;
+                                self.hist.record(now - c.started);
+                            }
                         }
                         return Ok(());
                     }
@@ -767,6 +773,7 @@ impl ChurnRun {
         probe.window_start();
         let cpu0 = sys::self_cpu_time();
         let t0 = Instant::now();
+        self.window_start = self.epoch.elapsed().as_nanos() as u64;
         self.counting = true;
         self.turn_until(t0 + self.params.duration, false)?;
         let window = t0.elapsed();

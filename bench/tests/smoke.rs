@@ -68,7 +68,7 @@ fn generator_measures_each_scenario_directly() {
             assert_eq!(out.connections, params.idle_connections);
         } else {
             assert!(out.ops > 0, "{sc}: no ops completed");
-            assert!(out.hist.len() == out.ops);
+            assert!(!out.hist.is_empty() && out.hist.len() <= out.ops);
         }
         server.stop().unwrap();
     }
