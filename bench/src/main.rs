@@ -158,7 +158,7 @@ fn header(plan: &Plan, perf_note: &str) -> String {
          Ratios are medians over epoll_floor's / tokio_ct's. \
          pingpong: {} conns × {} B, 1 in flight; pipelined: {} conns × {} B, {} in flight; \
          bulk: {} conns × 64 KiB writes, 4 in flight; churn: {} in flight × {} B; idle: {} conns. \
-         CPU from /proc/PID/stat (10 ms ticks); syscalls: {perf_note}. Machine: {} cores, generator single-threaded on the same machine.",
+         CPU from /proc/PID/stat ({} ms ticks); syscalls: {perf_note}. Machine: {} cores, generator single-threaded on the same machine.",
         plan.rounds,
         p.duration,
         p.connections,
@@ -170,6 +170,7 @@ fn header(plan: &Plan, perf_note: &str) -> String {
         p.churn_inflight,
         p.msg_size,
         p.idle_connections,
+        1000 / bench::sys::clock_ticks_per_sec(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     )
 }

@@ -300,7 +300,8 @@ pub fn svg(
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(60)
-            .build_cartesian_2d((0..n as i32).into_segmented(), 0f64..ymax)
+            // An integer range is inclusive in plotters: 0..n-1 makes n slots.
+            .build_cartesian_2d((0..(n as i32 - 1).max(1)).into_segmented(), 0f64..ymax)
             .map_err(|e| err(&e))?;
         chart
             .configure_mesh()
