@@ -38,11 +38,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `cmd` on `127.0.0.1:0` and reads its `listening on` line.
+    /// Starts `cmd` on `127.0.0.1:0` (as its first argument, or wherever an
+    /// argument says `{addr}`) and reads its `listening on` line.
     pub fn start(cmd: &ServerCmd) -> Result<Server, String> {
+        // The address goes first, unless an argument names where: `{addr}`.
+        let addr = "127.0.0.1:0";
+        let mut args: Vec<String> = cmd.args.iter().map(|a| a.replace("{addr}", addr)).collect();
+        if !cmd.args.iter().any(|a| a.contains("{addr}")) {
+            args.insert(0, addr.to_string());
+        }
         let mut child = Command::new(&cmd.program)
-            .arg("127.0.0.1:0")
-            .args(&cmd.args)
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
