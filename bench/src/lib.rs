@@ -1,0 +1,37 @@
+//! Benchmarks `epoll-server` against the servers users would otherwise pick.
+//!
+//! # Method
+//!
+//! Every server under test is a separate process started as
+//! `<binary> <addr> [args...]` with `addr = 127.0.0.1:0`. It prints
+//! `listening on <addr>` as its first stdout line, echoes every byte it
+//! receives, and exits 0 on SIGTERM. The driver ([`driver`]) starts one
+//! fresh server process per measurement, runs one scenario against it with
+//! the single-threaded load generator ([`loadgen`]), and samples the server's
+//! CPU time (`/proc/PID/stat`), RSS (`/proc/PID/status`) and, where `perf`
+//! works, its system calls, exactly around the timed window. Servers are
+//! alternated A B A B over several rounds and medians are reported
+//! ([`report`]).
+//!
+//! The load generator verifies every byte: each connection sends a
+//! pseudo-random stream derived from its own seed ([`pattern`]) and checks
+//! the echo against the same stream, so loss, duplication, reordering,
+//! corruption and cross-connection mix-ups all fail the run.
+//!
+//! Every server gets the same load, the same 64 KiB read buffer, the same
+//! socket options (`TCP_NODELAY`) and the same file descriptor limit (soft
+//! raised to hard); nothing is tuned per server.
+
+#![warn(missing_docs, rust_2018_idioms)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod driver;
+pub mod hist;
+pub mod loadgen;
+pub mod pattern;
+pub mod report;
+pub mod servers;
+pub mod sys;
+
+/// Read buffer size every echo server uses, and the bulk scenario's write size.
+pub const BUF_SIZE: usize = 64 * 1024;

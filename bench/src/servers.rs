@@ -1,0 +1,170 @@
+//! The table of servers the driver knows, and how to find their binaries.
+//!
+//! Adding a server is one [`Builtin`] entry. Every server is run as
+//! `<binary> 127.0.0.1:0 [args...]`, must print `listening on <addr>` as its
+//! first (flushed) stdout line, raise `RLIMIT_NOFILE` soft to hard, use a
+//! 64 KiB read buffer with `TCP_NODELAY`, and exit 0 on SIGTERM.
+
+use std::path::PathBuf;
+
+/// Where a built-in server's binary comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Bin {
+    /// A binary of this bench crate (`bench/src/bin/<name>.rs`).
+    Bench(&'static str),
+    /// An example of the root crate, built with
+    /// `cargo build --release --examples` at the workspace root.
+    RootExample(&'static str),
+}
+
+/// One row of the built-in table.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    /// Short name used in reports and `--servers`.
+    pub name: &'static str,
+    /// The binary.
+    pub bin: Bin,
+    /// Arguments after the address.
+    pub args: &'static [&'static str],
+    /// One line for `--list`.
+    pub about: &'static str,
+}
+
+/// The floor every ratio is taken against.
+pub const FLOOR: &str = "epoll_floor";
+/// The popular default every ratio is also taken against.
+pub const REFERENCE: &str = "tokio_ct";
+
+/// Every server the driver runs by default, in report order.
+///
+/// Root-crate examples are skipped (with a note) until they are built.
+pub const BUILTIN: &[Builtin] = &[
+    Builtin {
+        name: FLOOR,
+        bin: Bin::Bench("epoll_floor"),
+        args: &[],
+        about: "single-threaded edge-triggered epoll echo on raw libc (the floor)",
+    },
+    Builtin {
+        name: REFERENCE,
+        bin: Bin::Bench("tokio_echo"),
+        args: &["--flavor", "current"],
+        about: "tokio current-thread runtime, task per connection",
+    },
+    Builtin {
+        name: "tokio_mt",
+        bin: Bin::Bench("tokio_echo"),
+        args: &["--flavor", "multi"],
+        about: "tokio multi-thread runtime (one worker per core), task per connection",
+    },
+    Builtin {
+        name: "smol",
+        bin: Bin::Bench("smol_echo"),
+        args: &[],
+        about: "smol LocalExecutor in block_on, task per connection",
+    },
+    Builtin {
+        name: "lib_callback",
+        bin: Bin::RootExample("echo_callback"),
+        args: &[],
+        about: "epoll-server callback echo (examples/echo_callback)",
+    },
+    Builtin {
+        name: "lib_tokio",
+        bin: Bin::RootExample("echo"),
+        args: &["--executor", "tokio"],
+        about: "epoll-server Stream/Sink echo on tokio (examples/echo)",
+    },
+    Builtin {
+        name: "lib_smol",
+        bin: Bin::RootExample("echo"),
+        args: &["--executor", "smol"],
+        about: "epoll-server Stream/Sink echo on smol (examples/echo)",
+    },
+];
+
+/// A runnable server command.
+#[derive(Debug, Clone)]
+pub struct ServerCmd {
+    /// Name in reports.
+    pub name: String,
+    /// The executable.
+    pub program: PathBuf,
+    /// Arguments after the address.
+    pub args: Vec<String>,
+}
+
+impl ServerCmd {
+    /// Parses `NAME=PATH [ARGS...]` (arguments split on whitespace).
+    pub fn parse(spec: &str) -> Result<ServerCmd, String> {
+        let (name, cmd) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--server wants NAME=PATH [ARGS], got {spec:?}"))?;
+        let mut words = cmd.split_whitespace();
+        let program = words
+            .next()
+            .ok_or_else(|| format!("--server {name}= has no program"))?;
+        Ok(ServerCmd {
+            name: name.to_string(),
+            program: PathBuf::from(program),
+            args: words.map(str::to_string).collect(),
+        })
+    }
+}
+
+/// Directory holding this crate's binaries: `$BENCH_BIN_DIR`, else the
+/// directory of the running executable (its parent when run from `deps/`,
+/// as integration tests are).
+pub fn bench_bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("BENCH_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// Directory holding the root crate's release examples:
+/// `$BENCH_EXAMPLES_DIR`, else `$CARGO_TARGET_DIR/release/examples`, else
+/// `<workspace>/target/release/examples`.
+pub fn root_examples_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("BENCH_EXAMPLES_DIR") {
+        return PathBuf::from(d);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
+    target.join("release").join("examples")
+}
+
+impl Builtin {
+    /// The command to run, or why it cannot run (binary not built).
+    pub fn resolve(&self) -> Result<ServerCmd, String> {
+        let program = match self.bin {
+            Bin::Bench(b) => bench_bin_dir().join(b),
+            Bin::RootExample(e) => root_examples_dir().join(e),
+        };
+        if !program.is_file() {
+            let hint = match self.bin {
+                Bin::Bench(_) => "build the bench crate's binaries (cargo build -p bench --bins)",
+                Bin::RootExample(_) => {
+                    "run `cargo build --release --examples` at the workspace root"
+                }
+            };
+            return Err(format!("{} not found ({hint})", program.display()));
+        }
+        Ok(ServerCmd {
+            name: self.name.to_string(),
+            program,
+            args: self.args.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+}
+
+/// Looks a built-in up by name.
+pub fn builtin(name: &str) -> Option<&'static Builtin> {
+    BUILTIN.iter().find(|b| b.name == name)
+}
