@@ -113,7 +113,7 @@ impl Default for Params {
     fn default() -> Self {
         Self {
             duration: Duration::from_secs(2),
-            connections: 64,
+            connections: 100,
             msg_size: 64,
             depth: 16,
             bulk_connections: 4,
