@@ -40,6 +40,9 @@ pub enum SendErrorKind {
     Closed,
     /// The connection's queued output would go past its hard limit.
     Full,
+    /// The framing's encoder refused the frame (e.g. a line containing a newline, or a frame
+    /// over the length-prefixed maximum).
+    Invalid,
 }
 
 /// A refused send, handing the message back like a channel's send error.
@@ -98,6 +101,11 @@ impl fmt::Display for SendError {
                 "send of {} bytes refused: the connection's output queue is at its limit",
                 self.message.len()
             ),
+            SendErrorKind::Invalid => write!(
+                f,
+                "send of {} bytes refused: the framing cannot encode it",
+                self.message.len()
+            ),
         }
     }
 }
@@ -109,6 +117,7 @@ impl From<SendError> for io::Error {
         let kind = match e.kind {
             SendErrorKind::Closed => io::ErrorKind::NotConnected,
             SendErrorKind::Full => io::ErrorKind::WouldBlock,
+            SendErrorKind::Invalid => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e.to_string())
     }

@@ -9,6 +9,7 @@
 //! is seen by it, one pushed after it finds `wake_pending` false and writes the eventfd. Either
 //! way nothing is lost, and a burst of commands costs at most one `write(2)` and one wake-up.
 
+use crate::codec::Encoder;
 use crate::error::{SendError, SendErrorKind};
 use crate::id::ConnId;
 use crate::sys::EventFd;
@@ -215,6 +216,9 @@ pub(crate) struct ConnShared {
     pub(crate) inbound_paused: AtomicBool,
     /// Async inbound: the error that ended the stream, yielded after the buffered items.
     pub(crate) inbound_error: Mutex<Option<std::io::Error>>,
+    /// The framing's encoder, when there is one. Held across encoding *and* queueing, so the
+    /// pieces of one frame (a header and a payload) are never interleaved with another frame's.
+    pub(crate) encoder: Option<Mutex<Box<dyn Encoder>>>,
 }
 
 impl fmt::Debug for ConnShared {
@@ -260,25 +264,58 @@ impl ConnShared {
         if self.is_closed() || self.write_shut.load(SeqCst) {
             return Err(SendError::new(SendErrorKind::Closed, msg));
         }
-        let len = msg.len();
+        let Some(encoder) = &self.encoder else {
+            let len = msg.len();
+            self.reserve(len, bounded)
+                .map_err(|kind| SendError::new(kind, msg.clone()))?;
+            return match self.out_tx.try_send(msg) {
+                Ok(()) => Ok(self.queued_more(len)),
+                Err(e) => {
+                    self.queued.fetch_sub(len, SeqCst);
+                    Err(SendError::new(SendErrorKind::Closed, e.into_inner()))
+                }
+            };
+        };
+        let mut encoder = encoder.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pieces = Vec::with_capacity(2);
+        if let Err(e) = encoder.encode(msg.clone(), &mut pieces) {
+            log::debug!("connection {}: {e}", self.id);
+            return Err(SendError::new(SendErrorKind::Invalid, msg));
+        }
+        let len = pieces.iter().map(Bytes::len).sum();
+        self.reserve(len, bounded)
+            .map_err(|kind| SendError::new(kind, msg.clone()))?;
+        let mut left = len;
+        for piece in pieces {
+            let n = piece.len();
+            if self.out_tx.try_send(piece).is_err() {
+                // Closed under us: the connection is going away; what was queued goes with it.
+                self.queued.fetch_sub(left, SeqCst);
+                return Err(SendError::new(SendErrorKind::Closed, msg));
+            }
+            left -= n;
+        }
+        Ok(self.queued_more(len))
+    }
+
+    /// Counts `len` more queued bytes, or says why not.
+    fn reserve(&self, len: usize, bounded: bool) -> Result<(), SendErrorKind> {
         let before = self.queued.fetch_add(len, SeqCst);
         if bounded && before > 0 && before + len > self.hard_limit {
             self.queued.fetch_sub(len, SeqCst);
-            return Err(SendError::new(SendErrorKind::Full, msg));
+            return Err(SendErrorKind::Full);
         }
-        match self.out_tx.try_send(msg) {
-            Ok(()) => {
-                let end = self.enqueued_total.fetch_add(len as u64, SeqCst) + len as u64;
-                if !self.flush_wanted.swap(true, SeqCst) {
-                    self.server.push(Command::Flush(self.id));
-                }
-                Ok(end)
-            }
-            Err(e) => {
-                self.queued.fetch_sub(len, SeqCst);
-                Err(SendError::new(SendErrorKind::Closed, e.into_inner()))
-            }
+        Ok(())
+    }
+
+    /// After queueing `len` bytes: advances the output position and makes sure one `Flush`
+    /// command is on its way. Returns the new position.
+    fn queued_more(&self, len: usize) -> u64 {
+        let end = self.enqueued_total.fetch_add(len as u64, SeqCst) + len as u64;
+        if !self.flush_wanted.swap(true, SeqCst) {
+            self.server.push(Command::Flush(self.id));
         }
+        end
     }
 }
 
@@ -302,9 +339,10 @@ impl ConnHandle {
     ///
     /// # Errors
     ///
-    /// [`SendErrorKind::Closed`] once the connection closed (or is closing), and
-    /// [`SendErrorKind::Full`] when its queued output would pass the hard limit; either way the
-    /// message comes back inside the error.
+    /// [`SendErrorKind::Closed`] once the connection closed (or is closing),
+    /// [`SendErrorKind::Full`] when its queued output would pass the hard limit, and
+    /// [`SendErrorKind::Invalid`] when the framing's encoder refuses the frame; the message
+    /// comes back inside the error.
     pub fn send(&self, msg: impl Into<Bytes>) -> Result<(), SendError> {
         self.inner.send(msg.into(), true).map(drop)
     }

@@ -94,9 +94,7 @@ impl Sink<Bytes> for Outbound {
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> io::Result<()> {
-        if item.is_empty() {
-            return Ok(());
-        }
+        // Even an empty frame goes through: a framing may encode it to a header.
         match self.shared.send(item, false) {
             Ok(end) => {
                 self.sent_upto = end;

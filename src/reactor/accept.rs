@@ -159,10 +159,12 @@ impl Reactor {
         let read = ReadState::new(cfg.read_budget, true);
         let mut conn = super::Conn::new(fd, face, read);
         if let Some(framing) = framing.filter(|f| !f.is_raw()) {
-            conn.extra().framer = Some(super::Framer {
+            let extra = conn.extra();
+            extra.framer = Some(super::Framer {
                 decoder: framing.new_decoder(),
                 buf: bytes::BytesMut::new(),
             });
+            extra.encoder = Some(framing.new_encoder());
         }
         let id = self.core.insert(conn);
         let events = sys::EV_IN | sys::EV_OUT | sys::EV_RDHUP | sys::EV_ET;

@@ -58,6 +58,8 @@ pub(crate) struct Extra {
     pub(crate) parked: VecDeque<Bytes>,
     /// Framing state, when the listener has a decoder.
     pub(crate) framer: Option<Framer>,
+    /// The framing's encoder while no handle exists (then it moves into [`ConnShared`]).
+    pub(crate) encoder: Option<Box<dyn crate::codec::Encoder>>,
 }
 
 /// A decoder and the bytes it has not turned into frames yet.

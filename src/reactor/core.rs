@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 struct Slot {
@@ -138,6 +138,7 @@ impl Core {
             return Some(s.clone());
         }
         let (tx, rx) = async_channel::unbounded();
+        let encoder = extra.encoder.take().map(Mutex::new);
         let s = Arc::new(ConnShared {
             id,
             server,
@@ -154,6 +155,7 @@ impl Core {
             inbound_bytes: AtomicUsize::new(0),
             inbound_paused: AtomicBool::new(false),
             inbound_error: Default::default(),
+            encoder,
         });
         if closing {
             rx.close();
@@ -176,13 +178,41 @@ impl Core {
         if conn.closing.is_some() || conn.wr_shut || conn.shut_wr_pending {
             return Err(SendError::new(SendErrorKind::Closed, msg));
         }
+        // Encode with the connection's encoder (under the handles' lock, if they share it).
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let shared = conn.shared().cloned();
+        let mut guard = shared
+            .as_ref()
+            .and_then(|s| s.encoder.as_ref())
+            .map(|e| e.lock().unwrap_or_else(|p| p.into_inner()));
+        let encoder = match guard.as_deref_mut() {
+            Some(e) => Some(e),
+            None => conn.extra.as_mut().and_then(|x| x.encoder.as_mut()),
+        };
+        let len = match encoder {
+            None => msg.len(),
+            Some(encoder) => {
+                if let Err(e) = encoder.encode(msg.clone(), &mut pieces) {
+                    log::debug!("connection {id}: {e}");
+                    return Err(SendError::new(SendErrorKind::Invalid, msg));
+                }
+                pieces.iter().map(Bytes::len).sum()
+            }
+        };
         let queued = conn.queued_bytes();
-        if queued > 0 && queued + msg.len() > hard {
+        if queued > 0 && queued + len > hard {
             return Err(SendError::new(SendErrorKind::Full, msg));
         }
         // Keep the order of messages sent earlier from other threads.
         conn.drain_channel();
-        conn.push_out(msg);
+        if pieces.is_empty() {
+            conn.push_out(msg);
+        } else {
+            for piece in pieces {
+                conn.push_out(piece);
+            }
+        }
+        drop(guard);
         if pause && conn.queued_bytes() > high {
             conn.read.pause(PAUSE_OUTPUT);
         }
