@@ -82,6 +82,7 @@ pub fn make_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> 
 /// # Ok(())
 /// # }
 /// ```
+#[derive(Default)]
 pub struct Builder {
     pub(crate) cfg: Config,
     pub(crate) listeners: Vec<ListenerSpec>,
@@ -97,16 +98,6 @@ impl fmt::Debug for Builder {
                 &self.listeners.iter().map(|l| l.addr).collect::<Vec<_>>(),
             )
             .finish()
-    }
-}
-
-impl Default for Builder {
-    fn default() -> Builder {
-        Builder {
-            cfg: Config::default(),
-            listeners: Vec::new(),
-            framing: Framing::raw(),
-        }
     }
 }
 
