@@ -46,7 +46,9 @@ pub(crate) struct Shared {
     wake_pending: AtomicBool,
     stop: AtomicBool,
     finished: AtomicBool,
-    commands: Mutex<Vec<Command>>,
+    /// Lock-free MPSC queue (async-channel's unbounded queue; only its `try_*` calls are used).
+    commands_tx: async_channel::Sender<Command>,
+    commands_rx: async_channel::Receiver<Command>,
 }
 
 impl fmt::Debug for Shared {
@@ -60,13 +62,15 @@ impl fmt::Debug for Shared {
 
 impl Shared {
     pub(crate) fn new() -> std::io::Result<Shared> {
+        let (commands_tx, commands_rx) = async_channel::unbounded();
         Ok(Shared {
             waker: EventFd::new()?,
             // The reactor is not sleeping yet: nobody needs to write the eventfd.
             wake_pending: AtomicBool::new(true),
             stop: AtomicBool::new(false),
             finished: AtomicBool::new(false),
-            commands: Mutex::new(Vec::new()),
+            commands_tx,
+            commands_rx,
         })
     }
 
@@ -76,10 +80,8 @@ impl Shared {
 
     /// Queues `cmd` and wakes the reactor if it may be sleeping.
     pub(crate) fn push(&self, cmd: Command) {
-        self.commands
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(cmd);
+        // Never fails: the reactor holds a receiver for as long as this `Shared` lives.
+        let _ = self.commands_tx.try_send(cmd);
         self.wake();
     }
 
@@ -112,11 +114,7 @@ impl Shared {
     /// are already waiting (then the wait must not block).
     pub(crate) fn prepare_sleep(&self) -> bool {
         self.wake_pending.store(false, SeqCst);
-        !self
-            .commands
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+        !self.commands_rx.is_empty()
     }
 
     /// Reactor side, after `epoll_wait`: we are awake, producers need not write the eventfd.
@@ -124,10 +122,11 @@ impl Shared {
         self.wake_pending.store(true, SeqCst);
     }
 
-    /// Reactor side: takes every queued command, leaving `buf`'s allocation behind for reuse.
+    /// Reactor side: takes the queued commands into `buf`.
     pub(crate) fn take_commands(&self, buf: &mut Vec<Command>) {
-        let mut q = self.commands.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::swap(&mut *q, buf);
+        while let Ok(cmd) = self.commands_rx.try_recv() {
+            buf.push(cmd);
+        }
     }
 }
 

@@ -25,7 +25,7 @@ pub use self::outbound::Outbound;
 use crate::error::CloseReason;
 use crate::handler::ConnInfo;
 use crate::id::ConnId;
-use crate::reactor::{Closed, Core, Face};
+use crate::reactor::{Closed, Core, Extra, Face};
 use crate::shared::{Command, ConnShared, Shared};
 use bytes::Bytes;
 use futures::{Sink, Stream};
@@ -167,6 +167,8 @@ pub(crate) struct AsyncFace {
     tx: async_channel::Sender<Connection>,
     gate: Arc<AcceptGate>,
     inbound_high_water: usize,
+    /// Frames accepted this turn, delivered at its end.
+    pending: Vec<(ConnId, Bytes)>,
 }
 
 impl AsyncFace {
@@ -184,6 +186,7 @@ impl AsyncFace {
             tx,
             gate: gate.clone(),
             inbound_high_water,
+            pending: Vec::new(),
         };
         (
             face,
@@ -194,30 +197,65 @@ impl AsyncFace {
         )
     }
 
-    /// Offers a frame to the consumer; gives it back if the consumer is over its bound.
-    fn offer(
-        &self,
-        shared: &ConnShared,
-        tx: &async_channel::Sender<io::Result<Bytes>>,
-        frame: Bytes,
-    ) -> Option<Bytes> {
-        if shared.inbound_bytes.load(SeqCst) > self.inbound_high_water {
+    /// Accepts a frame for the consumer, or gives it back if the consumer is over its bound.
+    ///
+    /// Accepted frames wait in `pending` until the end of the loop turn (see `end_turn`), so
+    /// the frames of one turn wake their consumers together: an executor woken by the first
+    /// finds the others ready instead of parking and being woken again. The channel's room is
+    /// reserved here (`inbound_pending`), so the delivery at the end of the turn cannot fail.
+    fn offer(&mut self, id: ConnId, extra: &mut Extra, frame: Bytes) -> Option<Bytes> {
+        let (Some(shared), Some(tx)) = (extra.shared.as_ref(), extra.inbound_tx.as_ref()) else {
+            return None;
+        };
+        if tx.is_closed() {
+            // The application dropped the inbound half: it does not want the bytes.
+            return None;
+        }
+        let room = tx.capacity().unwrap_or(usize::MAX);
+        if shared.inbound_bytes.load(SeqCst) > self.inbound_high_water
+            || tx.len() + extra.inbound_pending >= room
+        {
             return Some(frame);
         }
-        let len = frame.len();
-        // Count first: the consumer may take the item before try_send returns.
-        shared.inbound_bytes.fetch_add(len, SeqCst);
-        match tx.try_send(Ok(frame)) {
-            Ok(()) => None,
-            Err(async_channel::TrySendError::Full(Ok(frame))) => {
-                shared.inbound_bytes.fetch_sub(len, SeqCst);
-                Some(frame)
+        shared.inbound_bytes.fetch_add(frame.len(), SeqCst);
+        extra.inbound_pending += 1;
+        self.pending.push((id, frame));
+        None
+    }
+
+    /// Hands the accepted frames of connection `id` (or of every connection) to their channels.
+    fn deliver_pending(&mut self, core: &mut Core, only: Option<ConnId>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.retain_mut(|(id, frame)| {
+            if only.is_some_and(|o| o != *id) {
+                return true;
             }
-            Err(_) => {
-                // The application dropped the inbound half: it does not want the bytes.
-                shared.inbound_bytes.fetch_sub(len, SeqCst);
-                None
+            if let Some(extra) = core.get_mut(*id).and_then(|c| c.extra.as_mut()) {
+                extra.inbound_pending -= 1;
+                send_reserved(extra.shared.as_deref(), extra.inbound_tx.as_ref(), frame);
             }
+            false
+        });
+        self.pending = pending;
+    }
+}
+
+/// Sends a frame whose channel room was reserved by `offer`.
+fn send_reserved(
+    shared: Option<&ConnShared>,
+    tx: Option<&async_channel::Sender<io::Result<Bytes>>>,
+    frame: &mut Bytes,
+) {
+    let frame = std::mem::take(frame);
+    let len = frame.len();
+    let sent = tx.is_some_and(|tx| tx.try_send(Ok(frame)).is_ok());
+    if !sent {
+        // Only if the consumer dropped its half meanwhile: nobody will count these bytes out.
+        if let Some(shared) = shared {
+            shared.inbound_bytes.fetch_sub(len, SeqCst);
         }
     }
 }
@@ -245,19 +283,22 @@ impl Face for AsyncFace {
     }
 
     fn received(&mut self, core: &mut Core, id: ConnId, frame: Bytes) -> Option<Bytes> {
-        let conn = core.get(id)?;
-        let extra = conn.extra.as_ref()?;
-        let (Some(shared), Some(tx)) = (extra.shared.as_ref(), extra.inbound_tx.as_ref()) else {
-            return None;
-        };
-        let frame = self.offer(shared, tx, frame)?;
+        let extra = core.get_mut(id)?.extra.as_deref_mut()?;
+        let frame = self.offer(id, extra, frame)?;
         // Full: flag the pause, then look again, so a consumer that drained in between is seen.
-        shared.inbound_paused.store(true, SeqCst);
-        self.offer(shared, tx, frame)
+        if let Some(shared) = extra.shared.as_ref() {
+            shared.inbound_paused.store(true, SeqCst);
+        }
+        self.offer(id, extra, frame)
+    }
+
+    fn end_turn(&mut self, core: &mut Core) {
+        self.deliver_pending(core, None);
     }
 
     fn read_finished(&mut self, core: &mut Core, id: ConnId) {
         // End of file: the stream ends after its items; the sink keeps working (half-close).
+        self.deliver_pending(core, Some(id));
         if let Some(conn) = core.get_mut(id) {
             if let Some(extra) = conn.extra.as_mut() {
                 extra.inbound_tx = None;
@@ -266,6 +307,15 @@ impl Face for AsyncFace {
     }
 
     fn closed(&mut self, _core: &mut Core, closed: Closed) {
+        // Frames accepted earlier in this turn go first: nothing accepted is dropped.
+        let id = closed.id;
+        self.pending.retain_mut(|(pid, frame)| {
+            if *pid != id {
+                return true;
+            }
+            send_reserved(closed.shared.as_deref(), closed.inbound_tx.as_ref(), frame);
+            false
+        });
         if let Some(tx) = closed.inbound_tx {
             let err = match closed.reason {
                 CloseReason::Reset => Some(io::Error::new(

@@ -56,6 +56,8 @@ pub(crate) struct Extra {
     pub(crate) inbound_tx: Option<async_channel::Sender<io::Result<Bytes>>>,
     /// Frames the consumer had no room for; delivered first when it catches up.
     pub(crate) parked: VecDeque<Bytes>,
+    /// Async face: frames accepted this turn and not yet in the channel (their room is reserved).
+    pub(crate) inbound_pending: usize,
     /// Framing state, when the listener has a decoder.
     pub(crate) framer: Option<Framer>,
     /// The framing's encoder while no handle exists (then it moves into [`ConnShared`]).

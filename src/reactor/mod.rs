@@ -21,7 +21,7 @@ mod core;
 
 use self::accept::Listener;
 use self::conn::SocketSource;
-pub(crate) use self::conn::{Conn, Framer, PAUSE_CONSUMER, PAUSE_USER};
+pub(crate) use self::conn::{Conn, Extra, Framer, PAUSE_CONSUMER, PAUSE_USER};
 pub(crate) use self::core::{Closed, Core};
 use crate::config::Config;
 use crate::error::CloseReason;
@@ -60,6 +60,10 @@ pub(crate) trait Face: Send {
     fn closed(&mut self, core: &mut Core, closed: Closed);
     /// A server-level error (e.g. accept failing), or a connection-level one.
     fn error(&mut self, core: &mut Core, id: Option<ConnId>, err: io::Error);
+    /// The loop turn's reading is done: hand over what was held back to batch wake-ups.
+    fn end_turn(&mut self, core: &mut Core) {
+        let _ = core;
+    }
     /// The idle tick.
     fn idle(&mut self, core: &mut Core) {
         let _ = core;
@@ -470,6 +474,9 @@ impl Reactor {
     /// Flushes dirty connections and reports closed ones until neither makes more work.
     fn settle(&mut self) {
         loop {
+            for face in self.faces.iter_mut() {
+                face.end_turn(&mut self.core);
+            }
             if self.core.dirty.is_empty() && self.core.closed.is_empty() {
                 return;
             }
