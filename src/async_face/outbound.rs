@@ -130,6 +130,9 @@ impl Sink<Bytes> for Outbound {
         }
         futures::ready!(self.as_mut().poll_flush(cx))?;
         self.shut_sent = true;
+        // Refuse sends from now on, before the reactor gets to the command: a send accepted in
+        // between would be written after what the peer should see as the last byte.
+        self.shared.write_shut.store(true, SeqCst);
         if !self.shared.is_closed() {
             self.shared
                 .server
