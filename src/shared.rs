@@ -22,8 +22,10 @@ use std::sync::{Arc, Mutex};
 /// A request from another thread to the reactor.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// The connection's outbound channel has data: move it to the write queue.
-    Flush(ConnId),
+    /// Queue these buffers (one message, or the encoded pieces of one frame) for output.
+    /// Already counted in the connection's `queued` bytes.
+    Send(ConnId, Bytes),
+    SendParts(ConnId, Vec<Bytes>),
     /// Close after writing what is queued.
     Close(ConnId),
     /// Stop reading from the connection (user request).
@@ -192,19 +194,17 @@ pub(crate) const CLOSED_SHUTDOWN: u8 = 4;
 pub(crate) struct ConnShared {
     pub(crate) id: ConnId,
     pub(crate) server: Arc<Shared>,
-    /// Outbound messages from other threads; the reactor holds the receiver.
-    pub(crate) out_tx: async_channel::Sender<Bytes>,
     /// Bytes accepted for output and not yet written to the kernel (channel + write queue).
     pub(crate) queued: AtomicUsize,
     /// Bytes ever accepted for output / ever written to the kernel, for `poll_flush`.
     pub(crate) enqueued_total: AtomicU64,
     pub(crate) written_total: AtomicU64,
-    /// A `Flush` command is on its way: later sends need not push another.
-    pub(crate) flush_wanted: AtomicBool,
     /// One of the constants above.
     pub(crate) state: AtomicU8,
     /// Writes refused after a half-close.
     pub(crate) write_shut: AtomicBool,
+    /// A send raced with the half-close and its bytes were dropped: flushing reports it.
+    pub(crate) output_dropped: AtomicBool,
     /// Woken when bytes are written, and when the connection closes.
     pub(crate) write_waker: AtomicWaker,
     pub(crate) hard_limit: usize,
@@ -259,6 +259,10 @@ impl ConnShared {
 
     /// Queues `msg` for output from any thread, counting it against the hard limit when `bounded`.
     /// Returns the output position (in bytes ever queued) at the end of `msg`.
+    ///
+    /// Outbound buffers travel on the server's one command queue (an `async-channel` queue,
+    /// lock-free), not a channel per connection: one FIFO keeps every sender's order, needs no
+    /// per-connection allocation, and a burst from many connections costs one wake-up.
     pub(crate) fn send(&self, msg: Bytes, bounded: bool) -> Result<u64, SendError> {
         if self.is_closed() || self.write_shut.load(SeqCst) {
             return Err(SendError::new(SendErrorKind::Closed, msg));
@@ -267,14 +271,11 @@ impl ConnShared {
             let len = msg.len();
             self.reserve(len, bounded)
                 .map_err(|kind| SendError::new(kind, msg.clone()))?;
-            return match self.out_tx.try_send(msg) {
-                Ok(()) => Ok(self.queued_more(len)),
-                Err(e) => {
-                    self.queued.fetch_sub(len, SeqCst);
-                    Err(SendError::new(SendErrorKind::Closed, e.into_inner()))
-                }
-            };
+            let end = self.enqueued_total.fetch_add(len as u64, SeqCst) + len as u64;
+            self.server.push(Command::Send(self.id, msg));
+            return Ok(end);
         };
+        // The lock keeps the frame's position and its pieces' order together.
         let mut encoder = encoder.lock().unwrap_or_else(|p| p.into_inner());
         let mut pieces = Vec::with_capacity(2);
         if let Err(e) = encoder.encode(msg.clone(), &mut pieces) {
@@ -284,17 +285,9 @@ impl ConnShared {
         let len = pieces.iter().map(Bytes::len).sum();
         self.reserve(len, bounded)
             .map_err(|kind| SendError::new(kind, msg.clone()))?;
-        let mut left = len;
-        for piece in pieces {
-            let n = piece.len();
-            if self.out_tx.try_send(piece).is_err() {
-                // Closed under us: the connection is going away; what was queued goes with it.
-                self.queued.fetch_sub(left, SeqCst);
-                return Err(SendError::new(SendErrorKind::Closed, msg));
-            }
-            left -= n;
-        }
-        Ok(self.queued_more(len))
+        let end = self.enqueued_total.fetch_add(len as u64, SeqCst) + len as u64;
+        self.server.push(Command::SendParts(self.id, pieces));
+        Ok(end)
     }
 
     /// Counts `len` more queued bytes, or says why not.
@@ -305,16 +298,6 @@ impl ConnShared {
             return Err(SendErrorKind::Full);
         }
         Ok(())
-    }
-
-    /// After queueing `len` bytes: advances the output position and makes sure one `Flush`
-    /// command is on its way. Returns the new position.
-    fn queued_more(&self, len: usize) -> u64 {
-        let end = self.enqueued_total.fetch_add(len as u64, SeqCst) + len as u64;
-        if !self.flush_wanted.swap(true, SeqCst) {
-            self.server.push(Command::Flush(self.id));
-        }
-        end
     }
 }
 

@@ -13,8 +13,9 @@
 //!   `inbound_paused` and stops reading that socket, so the peer feels TCP flow control. The
 //!   consumer, after taking an item, sees the flag and sends one `InboundResume`. Both sides set
 //!   the flag, then re-check the channel, so a resume is never lost (DESIGN-NOTES §3).
-//! - Outbound buffers go through an unbounded channel per connection, bounded in bytes by the
-//!   sink's `poll_ready` (see [`Outbound`]). One `Flush` command per burst wakes the reactor.
+//! - Outbound buffers go through the server's one command queue (an `async-channel` queue),
+//!   bounded in bytes per connection by the sink's `poll_ready` (see [`Outbound`]); wake-ups of
+//!   the reactor are coalesced across every sink.
 
 mod inbound;
 mod outbound;
@@ -38,7 +39,7 @@ use std::task::{Context, Poll};
 
 /// Items of the inbound channel before the consumer takes them (its slots are allocated up
 /// front, so this is also most of an idle async connection's memory).
-const INBOUND_ITEMS: usize = 16;
+const INBOUND_ITEMS: usize = 4;
 
 /// Sends `Release` when the last half of a connection is dropped.
 #[derive(Debug)]

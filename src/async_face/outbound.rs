@@ -1,13 +1,14 @@
 //! The outbound half: a `Sink` over an `async-channel` sender, bounded in bytes.
 //!
 //! `async-channel` has no `Sink` and cannot reserve a slot (smol-rs/async-channel#12, #25), so the
-//! bound is ours: the channel is unbounded in items, and `poll_ready` waits while the bytes
-//! queued for the connection (in the channel and in the reactor's write queue) are above the
-//! high-water mark. The reactor wakes the sink each time it writes.
+//! bound is ours: buffers travel on the server's command queue (an unbounded `async-channel`
+//! queue, used with `try_send` only), and `poll_ready` waits while the bytes queued for the
+//! connection (on their way and in the reactor's write queue) are above the high-water mark.
+//! The reactor wakes the sink each time it writes.
 //!
 //! ```text
 //!  poll_ready  Pending while queued > high water; Err once the connection closed or reset
-//!  start_send  hands the buffer to the channel; one Flush command per burst wakes the reactor
+//!  start_send  hands the buffer to the reactor's queue; a burst from many sinks is one wake-up
 //!  poll_flush  Ready once every byte sent through this sink is in the kernel's socket buffer
 //!  poll_close  flush, then shutdown(SHUT_WR); the inbound stream keeps working
 //! ```
@@ -112,7 +113,7 @@ impl Sink<Bytes> for Outbound {
             if self.is_flushed() {
                 return Poll::Ready(Ok(()));
             }
-            if self.shared.is_closed() {
+            if self.shared.is_closed() || self.shared.output_dropped.load(SeqCst) {
                 return Poll::Ready(Err(self.shared.write_error().unwrap_or_else(|| {
                     io::Error::new(io::ErrorKind::BrokenPipe, "connection closed")
                 })));

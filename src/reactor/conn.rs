@@ -37,6 +37,49 @@ pub(crate) const PAUSE_OUTPUT: u8 = 2;
 pub(crate) const PAUSE_CONSUMER: u8 = 4;
 pub(crate) const PAUSE_CLOSING: u8 = 8;
 
+/// The ordered output queue. The front buffer lives inline, so the common case of one
+/// message at a time (an echo, a request/response protocol) never allocates, and an idle
+/// connection holds no queue memory.
+///
+/// # Invariant
+/// `rest` is empty whenever `head` is `None`.
+#[derive(Default)]
+pub(crate) struct OutQueue {
+    head: Option<Bytes>,
+    rest: VecDeque<Bytes>,
+}
+
+impl OutQueue {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    pub(crate) fn push_back(&mut self, msg: Bytes) {
+        if self.head.is_none() {
+            self.head = Some(msg);
+        } else {
+            self.rest.push_back(msg);
+        }
+    }
+
+    fn front_mut(&mut self) -> Option<&mut Bytes> {
+        self.head.as_mut()
+    }
+
+    fn pop_front(&mut self) {
+        self.head = self.rest.pop_front();
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.head.iter().chain(self.rest.iter())
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.head = None;
+        self.rest = VecDeque::new();
+    }
+}
+
 /// A connected socket as a [`ReadSource`].
 pub(crate) struct SocketSource<'a>(pub(crate) BorrowedFd<'a>);
 
@@ -51,7 +94,6 @@ impl ReadSource for SocketSource<'_> {
 pub(crate) struct Extra {
     /// State shared with handles and async halves, once someone asked for it.
     pub(crate) shared: Option<Arc<ConnShared>>,
-    pub(crate) out_rx: Option<async_channel::Receiver<Bytes>>,
     /// Async face: where inbound frames go.
     pub(crate) inbound_tx: Option<async_channel::Sender<io::Result<Bytes>>>,
     /// Frames the consumer had no room for; delivered first when it catches up.
@@ -74,7 +116,7 @@ pub(crate) struct Conn {
     pub(crate) fd: OwnedFd,
     pub(crate) face: usize,
     pub(crate) read: ReadState,
-    pub(crate) out: VecDeque<Bytes>,
+    pub(crate) out: OutQueue,
     /// Bytes in `out`.
     pub(crate) out_bytes: usize,
     pub(crate) writable: bool,
@@ -94,7 +136,7 @@ impl Conn {
             fd,
             face,
             read,
-            out: VecDeque::new(),
+            out: OutQueue::default(),
             out_bytes: 0,
             writable: true,
             in_dirty: false,
@@ -137,33 +179,12 @@ impl Conn {
         self.out.push_back(msg);
     }
 
-    /// Moves what other threads sent into the write queue (already counted in `queued`).
-    pub(crate) fn drain_channel(&mut self) {
-        let Some(extra) = self.extra.as_mut() else {
-            return;
-        };
-        let Some(rx) = extra.out_rx.as_ref() else {
-            return;
-        };
-        if let Some(s) = extra.shared.as_ref() {
-            s.flush_wanted
-                .store(false, std::sync::atomic::Ordering::SeqCst);
+    /// Appends buffers sent from another thread (already counted in the handles' `queued`).
+    pub(crate) fn push_remote(&mut self, msg: Bytes) {
+        if !msg.is_empty() {
+            self.out_bytes += msg.len();
+            self.out.push_back(msg);
         }
-        while let Ok(msg) = rx.try_recv() {
-            if !msg.is_empty() {
-                self.out_bytes += msg.len();
-                self.out.push_back(msg);
-            }
-        }
-    }
-
-    /// Closes the outbound channel (later sends fail and hand their message back), then takes
-    /// what was sent before that.
-    pub(crate) fn seal_channel(&mut self) {
-        if let Some(rx) = self.extra.as_ref().and_then(|e| e.out_rx.as_ref()) {
-            rx.close();
-        }
-        self.drain_channel();
     }
 
     /// Writes as much of the queue as the socket takes. Returns the bytes written.

@@ -137,18 +137,16 @@ impl Core {
         if let Some(s) = &extra.shared {
             return Some(s.clone());
         }
-        let (tx, rx) = async_channel::unbounded();
         let encoder = extra.encoder.take().map(Mutex::new);
         let s = Arc::new(ConnShared {
             id,
             server,
-            out_tx: tx,
             queued: AtomicUsize::new(queued_now),
             enqueued_total: AtomicU64::new(0),
             written_total: AtomicU64::new(0),
-            flush_wanted: AtomicBool::new(false),
             state: AtomicU8::new(shared::OPEN),
             write_shut: AtomicBool::new(closing),
+            output_dropped: AtomicBool::new(false),
             write_waker: Default::default(),
             hard_limit,
             high_water,
@@ -157,10 +155,6 @@ impl Core {
             inbound_error: Default::default(),
             encoder,
         });
-        if closing {
-            rx.close();
-        }
-        extra.out_rx = Some(rx);
         extra.shared = Some(s.clone());
         Some(s)
     }
@@ -203,8 +197,6 @@ impl Core {
         if queued > 0 && queued + len > hard {
             return Err(SendError::new(SendErrorKind::Full, msg));
         }
-        // Keep the order of messages sent earlier from other threads.
-        conn.drain_channel();
         if pieces.is_empty() {
             conn.push_out(msg);
         } else {
@@ -264,7 +256,30 @@ impl Core {
         if let Some(s) = conn.shared() {
             s.write_shut.store(true, SeqCst);
         }
-        conn.seal_channel();
+        self.mark_dirty(id);
+    }
+
+    /// Queues buffers another thread sent. They are taken even while the connection is
+    /// closing: they were sent before the close was seen, and a graceful close writes them.
+    pub(crate) fn push_remote(&mut self, id: ConnId, pieces: impl IntoIterator<Item = Bytes>) {
+        let (high, pause) = (self.cfg.out_high_water, self.cfg.pause_on_backpressure);
+        let Some(conn) = self.get_mut(id) else { return };
+        if conn.wr_shut {
+            // Sent while the write side was being shut down: it cannot go out any more.
+            if let Some(s) = conn.shared() {
+                let len: usize = pieces.into_iter().map(|p| p.len()).sum();
+                s.queued.fetch_sub(len, SeqCst);
+                s.output_dropped.store(true, SeqCst);
+                s.write_waker.wake();
+            }
+            return;
+        }
+        for piece in pieces {
+            conn.push_remote(piece);
+        }
+        if pause && conn.queued_bytes() > high {
+            conn.read.pause(PAUSE_OUTPUT);
+        }
         self.mark_dirty(id);
     }
 
@@ -296,7 +311,6 @@ impl Core {
         if let Some(s) = conn.shared() {
             s.write_shut.store(true, SeqCst);
         }
-        conn.seal_channel();
         conn.shut_wr_pending = true;
         self.mark_dirty(id);
     }
@@ -321,9 +335,6 @@ impl Core {
         let mut inbound_tx = None;
         let mut shared_state = None;
         if let Some(mut extra) = conn.extra.take() {
-            if let Some(rx) = &extra.out_rx {
-                rx.close();
-            }
             if let Some(sh) = &extra.shared {
                 let state = match &reason {
                     CloseReason::Reset => shared::CLOSED_RESET,
@@ -355,7 +366,6 @@ impl Core {
         let low = self.cfg.out_low_water;
         let Some(conn) = self.get_mut(id) else { return };
         conn.in_dirty = false;
-        conn.drain_channel();
         if let Err(e) = conn.flush() {
             let reason = reason_for(e);
             self.abort(id, reason);

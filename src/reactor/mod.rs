@@ -422,12 +422,8 @@ impl Reactor {
         self.core.shared.take_commands(&mut commands);
         for cmd in commands.drain(..) {
             match cmd {
-                Command::Flush(id) => {
-                    if let Some(conn) = self.core.get_mut(id) {
-                        conn.drain_channel();
-                        self.core.mark_dirty(id);
-                    }
-                }
+                Command::Send(id, msg) => self.core.push_remote(id, [msg]),
+                Command::SendParts(id, pieces) => self.core.push_remote(id, pieces),
                 Command::Close(id) | Command::Release(id) => {
                     self.core.close(id, CloseReason::Local)
                 }
