@@ -174,13 +174,14 @@ impl Reactor {
             let n = self.core.epoll.wait(&mut self.events, timeout)?;
             self.core.shared.awake();
             let now = Instant::now();
-            if n > 0 {
-                if let (Some(t), Some(tick)) = (self.next_tick.as_mut(), self.core.cfg.tick) {
-                    *t = now + tick;
-                }
-            } else if let Some(t) = self.next_tick {
-                if now >= t && !self.core.stopping {
-                    self.next_tick = self.core.cfg.tick.map(|tick| now + tick);
+            // Idle means no event, no command and no connection left to read from: a loop
+            // that is draining connections turn after turn (timeout 0, no new edges) is busy.
+            let busy = n > 0 || commands_waiting || !self.core.ready.is_empty();
+            if let (Some(t), Some(tick)) = (self.next_tick, self.core.cfg.tick) {
+                if busy {
+                    self.next_tick = Some(now + tick);
+                } else if now >= t && !self.core.stopping {
+                    self.next_tick = Some(now + tick);
                     self.faces[0].idle(&mut self.core);
                 }
             }
