@@ -235,6 +235,16 @@ impl ConnShared {
         self.state.load(SeqCst) != OPEN
     }
 
+    /// Bytes still to be written: 0 once closed, since sends racing with the close may have
+    /// been counted after the reactor dropped the queue.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        if self.is_closed() {
+            0
+        } else {
+            self.queued.load(SeqCst)
+        }
+    }
+
     /// The error a write on this connection gets now, if any.
     pub(crate) fn write_error(&self) -> Option<std::io::Error> {
         use std::io::{Error, ErrorKind};
@@ -351,8 +361,9 @@ impl ConnHandle {
         self.inner.is_closed()
     }
 
-    /// Bytes queued for output and not yet handed to the kernel.
+    /// Bytes queued for output and not yet handed to the kernel; 0 once the connection closed
+    /// (nothing more will be written).
     pub fn queued_bytes(&self) -> usize {
-        self.inner.queued.load(SeqCst)
+        self.inner.queued_bytes()
     }
 }

@@ -63,9 +63,9 @@ impl Outbound {
         }
     }
 
-    /// Bytes queued for the connection and not yet written to the kernel.
+    /// Bytes queued for the connection and not yet written to the kernel; 0 once it closed.
     pub fn queued_bytes(&self) -> usize {
-        self.shared.queued.load(SeqCst)
+        self.shared.queued_bytes()
     }
 
     fn is_flushed(&self) -> bool {

@@ -209,6 +209,11 @@ impl Reactor {
         if !self.core.ready.is_empty() || self.listeners.iter().flatten().any(|l| l.hot) {
             return 0;
         }
+        // A connection closed after this turn's accepts: a listener held back by a limit or
+        // by fd exhaustion may accept now, and no edge will say so.
+        if self.core.slot_freed && self.listeners.iter().flatten().any(|l| l.pending) {
+            return 0;
+        }
         let mut next: Option<Instant> = self.next_tick;
         for l in self.listeners.iter().flatten() {
             if let Some(at) = l.retry_at {

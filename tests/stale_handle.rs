@@ -1,0 +1,121 @@
+//! A handle or id kept after its connection closed never reaches a newer connection, even
+//! one that reuses the same slot or fd number.
+
+mod common;
+
+use common::{assert_echo, assert_nothing_to_read, connect, Event, Recorder};
+use epoll_server::{Builder, CloseReason, ConnHandle, ConnId, SendErrorKind};
+use std::io::Read;
+use std::sync::mpsc;
+use std::time::Duration;
+
+#[test]
+fn handle_of_closed_connection_refuses_send_and_never_reaches_a_new_one() {
+    let (handles_tx, handles) = mpsc::channel::<ConnHandle>();
+    let (handler, events) = Recorder::echo();
+    let handler = handler.on_open(move |ctx, info| {
+        let _ = handles_tx.send(ctx.handle(info.id).expect("open connection has a handle"));
+    });
+    let server = common::spawn(Builder::new(), handler);
+    let addr = server.local_addr();
+
+    let mut a = connect(addr);
+    let a_handle = handles.recv_timeout(common::TIMEOUT).unwrap();
+    assert_echo(&mut a, b"a is alive");
+    assert!(!a_handle.is_closed());
+    drop(a);
+    let a_id = events.open().id;
+    assert_eq!(a_id, a_handle.id());
+    assert!(matches!(events.closed(a_id), CloseReason::PeerClosed));
+    assert!(
+        a_handle.is_closed(),
+        "handle of a closed connection says open"
+    );
+
+    // B takes A's place: the lowest free fd, and A's free slot.
+    let mut b = connect(addr);
+    let b_handle = handles.recv_timeout(common::TIMEOUT).unwrap();
+    let b_id = events.open().id;
+    assert_ne!(b_id, a_id, "a new connection must get a new id");
+    assert_eq!(b_handle.id(), b_id);
+
+    let err = a_handle
+        .send("stale")
+        .expect_err("send through a stale handle");
+    assert_eq!(err.kind(), SendErrorKind::Closed);
+    assert_eq!(
+        &err.into_inner()[..],
+        b"stale",
+        "the refused message comes back"
+    );
+    a_handle.close(); // must not close B
+    a_handle.pause_reading(); // must not pause B
+    assert_eq!(a_handle.queued_bytes(), 0);
+
+    assert_nothing_to_read(&mut b, Duration::from_millis(200));
+    assert_echo(&mut b, b"b still works");
+    assert!(!b_handle.is_closed());
+    b_handle.send("via b's handle").unwrap();
+    let mut got = [0u8; 14];
+    b.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"via b's handle");
+    server.stop_and_join().unwrap();
+}
+
+#[test]
+fn id_of_closed_connection_is_refused_by_context() {
+    // The handler keeps the first connection's id and, when asked by a later connection, tries
+    // to use it and reports what happened.
+    let (report_tx, reports) = mpsc::channel();
+    let mut first: Option<ConnId> = None;
+    let (handler, events) = Recorder::new(move |ctx, conn, data| {
+        let a = *first.get_or_insert(conn);
+        if &data[..] == b"poke" {
+            let sent = ctx.send(a, "stale").map_err(|e| (e.kind(), e.into_inner()));
+            let _ = report_tx.send((
+                sent,
+                ctx.is_open(a),
+                ctx.queued_bytes(a),
+                ctx.handle(a).is_some(),
+                ctx.connection_count(),
+            ));
+            ctx.pause_reading(a);
+            ctx.close(a);
+            ctx.send(conn, "poked").unwrap();
+        } else {
+            common::echo(ctx, conn, data);
+        }
+    });
+    let server = common::spawn(Builder::new(), handler);
+    let addr = server.local_addr();
+
+    let mut a = connect(addr);
+    assert_echo(&mut a, b"first");
+    let a_id = events.open().id;
+    drop(a);
+    assert!(matches!(events.closed(a_id), CloseReason::PeerClosed));
+
+    let mut b = connect(addr);
+    let b_id = events.open().id;
+    assert_ne!(a_id, b_id);
+    std::io::Write::write_all(&mut b, b"poke").unwrap();
+    let (sent, open, queued, has_handle, count) = reports.recv_timeout(common::TIMEOUT).unwrap();
+    assert_eq!(sent, Err((SendErrorKind::Closed, "stale".into())));
+    assert!(!open, "is_open on a closed connection's id");
+    assert_eq!(queued, None);
+    assert!(!has_handle, "handle() on a closed connection's id");
+    assert_eq!(count, 1);
+
+    let mut got = [0u8; 5];
+    b.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"poked");
+    // Nothing of "stale" reached B, and the close and pause aimed at A did not touch it.
+    assert_nothing_to_read(&mut b, Duration::from_millis(200));
+    assert_echo(&mut b, b"b is alive");
+    events.assert_none_within(
+        Duration::ZERO,
+        "B closed",
+        |e| matches!(e, Event::Close(id, _) if *id == b_id),
+    );
+    server.stop_and_join().unwrap();
+}
