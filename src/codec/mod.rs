@@ -205,9 +205,33 @@ pub fn decode_all(
     buf: &mut BytesMut,
     out: &mut Vec<Bytes>,
 ) -> io::Result<()> {
+    drain_frames(buf, out, |buf| decoder.decode(buf))
+}
+
+/// Decodes what is left at end of input: calls [`Decoder::decode_eof`] until it returns
+/// `Ok(None)`, with the same guard against a decoder that makes no progress as
+/// [`decode_all`].
+///
+/// # Errors
+///
+/// The decoder's first error (e.g. `UnexpectedEof` for a truncated frame).
+pub fn decode_eof_all(
+    decoder: &mut dyn Decoder,
+    buf: &mut BytesMut,
+    out: &mut Vec<Bytes>,
+) -> io::Result<()> {
+    drain_frames(buf, out, |buf| decoder.decode_eof(buf))
+}
+
+/// Pushes frames from `next` onto `out` until it returns `Ok(None)` or an error.
+fn drain_frames(
+    buf: &mut BytesMut,
+    out: &mut Vec<Bytes>,
+    mut next: impl FnMut(&mut BytesMut) -> io::Result<Option<Bytes>>,
+) -> io::Result<()> {
     loop {
         let before = buf.len();
-        match decoder.decode(buf)? {
+        match next(buf)? {
             Some(frame) => {
                 if frame.is_empty() && buf.len() == before {
                     log::error!("decoder returned an empty frame without consuming input");

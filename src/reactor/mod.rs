@@ -23,6 +23,7 @@ use self::accept::Listener;
 use self::conn::SocketSource;
 pub(crate) use self::conn::{Conn, Extra, Framer, PAUSE_CONSUMER, PAUSE_USER};
 pub(crate) use self::core::{Closed, Core};
+use crate::codec::{decode_all, decode_eof_all};
 use crate::config::Config;
 use crate::error::CloseReason;
 use crate::handler::ConnInfo;
@@ -342,16 +343,7 @@ impl Reactor {
             None => frames.push(Bytes::copy_from_slice(&self.scratch[..n])),
             Some(framer) => {
                 framer.buf.extend_from_slice(&self.scratch[..n]);
-                loop {
-                    match framer.decoder.decode(&mut framer.buf) {
-                        Ok(Some(frame)) => frames.push(frame),
-                        Ok(None) => break,
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
-                }
+                failed = decode_all(&mut *framer.decoder, &mut framer.buf, &mut frames).err();
             }
         }
         let alive = self.deliver(id, &mut frames);
@@ -395,16 +387,7 @@ impl Reactor {
         let mut frames = std::mem::take(&mut self.frames);
         let mut failed = None;
         if let Some(framer) = conn.extra.as_mut().and_then(|e| e.framer.as_mut()) {
-            loop {
-                match framer.decoder.decode_eof(&mut framer.buf) {
-                    Ok(Some(frame)) => frames.push(frame),
-                    Ok(None) => break,
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
+            failed = decode_eof_all(&mut *framer.decoder, &mut framer.buf, &mut frames).err();
         }
         let alive = self.deliver(id, &mut frames);
         self.frames = frames;
