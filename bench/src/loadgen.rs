@@ -5,7 +5,7 @@
 //! the server under test. Its own CPU use is reported with every window so a
 //! saturated generator is visible rather than silently capping results.
 //!
-//! Every connection sends the stream [`pattern`](crate::pattern) derives from
+//! Every connection sends the stream [`crate::pattern`] derives from
 //! its own seed and checks every echoed byte at the offset it must occupy;
 //! any loss, duplication, reordering, corruption, cross-connection mix-up,
 //! early close or stall fails the run with a message naming the connection.
@@ -41,6 +41,8 @@ use std::time::{Duration, Instant};
 pub enum Scenario {
     /// C connections, one S-byte message in flight each.
     PingPong,
+    /// The same with 1000 connections (the second ping-pong load).
+    PingPong1000,
     /// C connections, K S-byte messages in flight each.
     Pipelined,
     /// C connections, continuous 64 KiB writes with the echo read back.
@@ -53,8 +55,9 @@ pub enum Scenario {
 
 impl Scenario {
     /// All scenarios, in report order.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::PingPong,
+        Scenario::PingPong1000,
         Scenario::Pipelined,
         Scenario::Bulk,
         Scenario::Churn,
@@ -65,6 +68,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::PingPong => "pingpong",
+            Scenario::PingPong1000 => "pingpong1000",
             Scenario::Pipelined => "pipelined",
             Scenario::Bulk => "bulk",
             Scenario::Churn => "churn",
@@ -212,6 +216,9 @@ pub fn run(
     let out = match scenario {
         Scenario::PingPong => StreamRun::new(addr, params, params.connections, params.msg_size, 1)?
             .run(scenario, probe),
+        Scenario::PingPong1000 => {
+            StreamRun::new(addr, params, 1000, params.msg_size, 1)?.run(scenario, probe)
+        }
         Scenario::Pipelined => StreamRun::new(
             addr,
             params,

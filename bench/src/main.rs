@@ -19,11 +19,12 @@ usage: bench [options]
 
   --rounds N             rounds of A B A B alternation (default 5)
   --duration D           timed window per measurement, e.g. 2s, 500ms (default 2s, max 60s)
-  --scenarios LIST       comma list of pingpong,pipelined,bulk,churn,idle (default all)
+  --scenarios LIST       comma list of pingpong,pingpong1000,pipelined,bulk,churn,idle
+                         (default all)
   --servers LIST         built-in servers to run, comma list (default: every one that is built)
   --server NAME=CMD      extra server, CMD = \"PATH [ARGS]\", run as PATH 127.0.0.1:0 ARGS,\n                         or with the address where an ARG says {addr} (repeatable)
   --connections C        connections for pingpong/pipelined (default 100)
-  --size S               message bytes for pingpong/pipelined/churn (default 100)
+  --size S               message bytes for pingpong/pipelined/churn (default 64)
   --depth K              messages in flight per connection when pipelined (default 16)
   --bulk-connections C   connections for bulk (default 4)
   --churn-inflight N     connections in flight during churn (default 32)

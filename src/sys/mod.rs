@@ -405,7 +405,7 @@ pub(crate) fn socket_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
     }
 }
 
-/// What [`raise_nofile_limit`] obtained.
+/// The file-descriptor limits obtained for [`Builder::max_fds`](crate::Builder::max_fds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdLimit {
     /// The soft limit in force after the call: the number of fds this process may open.
