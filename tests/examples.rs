@@ -48,9 +48,15 @@ fn example_path(name: &str) -> Option<PathBuf> {
 impl Example {
     /// Starts example `name` on an ephemeral loopback port and reads its address line.
     fn start(name: &str) -> Option<Example> {
+        Example::start_with(name, &[])
+    }
+
+    /// The same, with more arguments after the address.
+    fn start_with(name: &str, args: &[&str]) -> Option<Example> {
         let path = example_path(name)?;
         let mut child = Command::new(&path)
             .arg("127.0.0.1:0")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -141,9 +147,45 @@ fn echo_callback_example_exits_on_sigint() {
 
 #[test]
 fn chat_example_names_announces_and_broadcasts() {
-    let Some(example) = Example::start("chat") else {
-        return;
-    };
+    if let Some(example) = Example::start("chat") {
+        chat_script(example);
+    }
+}
+
+#[test]
+fn chat_async_example_names_announces_and_broadcasts() {
+    if let Some(example) = Example::start("chat_async") {
+        chat_script(example);
+    }
+}
+
+#[test]
+fn async_echo_example_echoes_on_every_executor_and_exits_on_signals() {
+    for (executor, signal) in [
+        ("tokio", "TERM"),
+        ("tokio-mt", "INT"),
+        ("smol", "TERM"),
+        ("futures", "INT"),
+    ] {
+        let Some(example) = Example::start_with("echo", &["--executor", executor]) else {
+            return;
+        };
+        let mut a = connect(example.addr);
+        let mut b = connect(example.addr);
+        assert_echo(&mut a, b"hello, async example");
+        assert_echo(&mut b, &common::pattern(1, 300_000));
+        let status = example.stop_with(signal);
+        assert!(
+            status.success(),
+            "{executor}: exit status after SIG{signal}: {status}"
+        );
+        assert_eq!(read_to_eof(&mut a).unwrap(), b"", "{executor}");
+    }
+}
+
+/// Two clients chat: names (one split across writes, with CRLF), join and leave
+/// announcements, broadcast to the others only; then SIGINT stops the server.
+fn chat_script(example: Example) {
     let mut alice = connect(example.addr);
     expect_text(&mut alice, "enter your name: ");
     alice.write_all(b"alice\n").unwrap();
