@@ -18,6 +18,7 @@
 mod accept;
 mod conn;
 mod core;
+mod pool;
 
 use self::accept::Listener;
 use self::conn::SocketSource;
@@ -95,7 +96,9 @@ pub(crate) struct Reactor {
     core: Core,
     faces: Vec<Box<dyn Face>>,
     listeners: Vec<Option<Listener>>,
-    scratch: Box<[u8]>,
+    /// The read buffer (from `pool`, which takes large reads over without a copy).
+    scratch: Vec<u8>,
+    pool: Arc<pool::BufPool>,
     events: Vec<Event>,
     last_busy: Instant,
     commands: Vec<Command>,
@@ -120,13 +123,15 @@ impl Reactor {
             listeners.push(Some(Listener::new(spec, &cfg)));
         }
         let events = vec![sys::empty_event(); cfg.events_initial.max(1)];
-        let scratch = vec![0u8; cfg.read_buffer.max(1)].into_boxed_slice();
+        let pool = pool::BufPool::new(cfg.read_buffer);
+        let scratch = pool.get();
         let next_tick = cfg.tick.map(|t| Instant::now() + t);
         Ok(Reactor {
             core: Core::new(cfg, epoll, shared),
             faces,
             listeners,
             scratch,
+            pool,
             events,
             last_busy: Instant::now(),
             commands: Vec::new(),
@@ -340,7 +345,7 @@ impl Reactor {
         let mut frames = std::mem::take(&mut self.frames);
         let mut failed = None;
         match conn.extra.as_mut().and_then(|e| e.framer.as_mut()) {
-            None => frames.push(Bytes::copy_from_slice(&self.scratch[..n])),
+            None => frames.push(self.pool.take(&mut self.scratch, n)),
             Some(framer) => {
                 framer.buf.extend_from_slice(&self.scratch[..n]);
                 failed = decode_all(&mut *framer.decoder, &mut framer.buf, &mut frames).err();
