@@ -43,17 +43,23 @@ impl Handler for FrameEcho {
     }
 }
 
-#[test]
-fn line_echo_through_callbacks_delivers_whole_lines_however_they_are_split() {
+/// A callback server with line framing (lines of at most `max` bytes) and a `FrameEcho`.
+fn line_echo_server(max: usize) -> (epoll_server::ServerThread, mpsc::Receiver<String>) {
     let (tx, rx) = mpsc::channel();
     let server = Server::builder()
-        .framing(Framing::lines(64))
+        .framing(Framing::lines(max))
         .bind("127.0.0.1:0")
         .unwrap()
         .build(FrameEcho { events: tx })
         .unwrap()
         .spawn()
         .unwrap();
+    (server, rx)
+}
+
+#[test]
+fn line_echo_through_callbacks_delivers_whole_lines_however_they_are_split() {
+    let (server, rx) = line_echo_server(64);
     let mut client = connect(server.local_addr());
     // One line split over three writes, then two lines (one CRLF) in one write.
     for part in [&b"hel"[..], b"lo wor", b"ld\n", b"second\r\nthird\n"] {
@@ -74,15 +80,7 @@ fn line_echo_through_callbacks_delivers_whole_lines_however_they_are_split() {
 
 #[test]
 fn oversize_line_closes_only_that_connection_with_invalid_data() {
-    let (tx, rx) = mpsc::channel();
-    let server = Server::builder()
-        .framing(Framing::lines(100))
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .build(FrameEcho { events: tx })
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let (server, rx) = line_echo_server(100);
     let mut good = connect(server.local_addr());
     let mut bad = connect(server.local_addr());
     bad.write_all(&[b'x'; 1000]).unwrap();
