@@ -152,6 +152,11 @@ impl Conn {
         self.extra.get_or_insert_with(Default::default)
     }
 
+    /// Whether frames wait for the async consumer to catch up.
+    pub(crate) fn has_parked(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| !e.parked.is_empty())
+    }
+
     pub(crate) fn shared(&self) -> Option<&Arc<ConnShared>> {
         self.extra.as_ref().and_then(|e| e.shared.as_ref())
     }

@@ -143,7 +143,7 @@ impl Reactor {
 
     /// Runs until stopped. Returns an error only if `epoll_wait` itself fails.
     pub(crate) fn run(mut self) -> io::Result<()> {
-        let addrs: Vec<SocketAddr> = self.listeners.iter().flatten().map(|l| l.addr).collect();
+        let no_listener = self.listeners.is_empty();
         for face in 0..self.faces.len() {
             let face_addrs: Vec<SocketAddr> = self
                 .listeners
@@ -152,7 +152,7 @@ impl Reactor {
                 .filter(|l| l.face == face)
                 .map(|l| l.addr)
                 .collect();
-            if !face_addrs.is_empty() || (face == 0 && addrs.is_empty()) {
+            if !face_addrs.is_empty() || (face == 0 && no_listener) {
                 self.faces[face].listening(&mut self.core, &face_addrs);
             }
         }
@@ -367,8 +367,7 @@ impl Reactor {
                 return false;
             };
             let face = conn.face;
-            let parked = conn.extra.as_ref().is_some_and(|e| !e.parked.is_empty());
-            let rejected = if parked {
+            let rejected = if conn.has_parked() {
                 Some(frame)
             } else {
                 self.faces[face].received(&mut self.core, id, frame)
@@ -399,13 +398,13 @@ impl Reactor {
         if let Some(e) = failed {
             self.core.abort(id, CloseReason::Error(e));
         } else if alive {
-            let parked = self
+            // With frames parked, `inbound_resume` reports the end once they are delivered.
+            if let Some(face) = self
                 .core
                 .get(id)
-                .and_then(|c| c.extra.as_ref())
-                .is_some_and(|e| !e.parked.is_empty());
-            if !parked {
-                let face = self.core.get(id).map(|c| c.face).unwrap_or(0);
+                .filter(|c| !c.has_parked())
+                .map(|c| c.face)
+            {
                 self.faces[face].read_finished(&mut self.core, id);
             }
         }
@@ -449,8 +448,7 @@ impl Reactor {
         let Some(conn) = self.core.get_mut(id) else {
             return;
         };
-        let parked = conn.extra.as_ref().is_some_and(|e| !e.parked.is_empty());
-        if !parked {
+        if !conn.has_parked() {
             if conn.read.is_finished() && conn.closing.is_none() {
                 // End of file came while frames were parked; report it now that they are delivered.
                 let face = conn.face;
