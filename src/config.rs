@@ -25,6 +25,57 @@ pub(crate) struct Config {
     pub(crate) accept_batch: usize,
     pub(crate) accept_backoff_min: Duration,
     pub(crate) accept_backoff_max: Duration,
+    pub(crate) timeouts: Timeouts,
+}
+
+/// A per-connection timeout, set for every connection through the
+/// [`Builder`](crate::Builder) and overridden for one connection through
+/// [`Context::set_timeout`](crate::Context::set_timeout) or
+/// [`ConnHandle::set_timeout`](crate::ConnHandle::set_timeout). All are off by default.
+///
+/// A connection that times out closes with [`CloseReason::TimedOut`](crate::CloseReason::TimedOut);
+/// on the async face its inbound stream yields an error of kind
+/// [`TimedOut`](std::io::ErrorKind::TimedOut), then ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Timeout {
+    /// No inbound bytes for this long while the connection is reading (the time reading is
+    /// paused, by the application or by backpressure, does not count). Closes gracefully:
+    /// queued output is still written.
+    Idle,
+    /// Opened, and not one byte received within this time (the slowloris opener, nginx's
+    /// `client_header_timeout`). Closes gracefully.
+    FirstByte,
+    /// Output queued and no write progress for this long (measured between successive writes,
+    /// like nginx's `send_timeout`): a peer that stopped reading. The socket is reset and the
+    /// queue freed. It is also the linger time of a close with output queued (by default the
+    /// shut-down deadline).
+    WriteStall,
+}
+
+/// Timeout settings in milliseconds (`None`: off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    pub(crate) idle: Option<u64>,
+    pub(crate) first_byte: Option<u64>,
+    pub(crate) write_stall: Option<u64>,
+}
+
+impl Timeouts {
+    pub(crate) fn set(&mut self, which: Timeout, after: Option<Duration>) {
+        // At least 1 ms: a zero timeout would close every connection at once.
+        let ms = after.map(|d| (d.as_millis().min(u64::MAX as u128) as u64).max(1));
+        match which {
+            Timeout::Idle => self.idle = ms,
+            Timeout::FirstByte => self.first_byte = ms,
+            Timeout::WriteStall => self.write_stall = ms,
+        }
+    }
+
+    /// Whether a new connection needs a wheel entry from the start.
+    pub(crate) fn on_open(&self) -> bool {
+        self.idle.is_some() || self.first_byte.is_some()
+    }
 }
 
 impl Default for Config {
@@ -50,6 +101,7 @@ impl Default for Config {
             accept_batch: 128,
             accept_backoff_min: Duration::from_millis(10),
             accept_backoff_max: Duration::from_secs(1),
+            timeouts: Timeouts::default(),
         }
     }
 }

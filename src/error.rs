@@ -18,6 +18,12 @@ pub enum CloseReason {
     Error(io::Error),
     /// The server stopped; queued output was written up to the shut-down deadline.
     Shutdown,
+    /// A timeout closed it: the idle or first-byte timeout (the peer sent nothing for too
+    /// long), the write-stall timeout (queued output made no progress for too long; the socket
+    /// is reset), or a close whose queued output made no progress within the linger time (the
+    /// socket is reset, so the peer can tell the reply was cut short). See
+    /// [`Timeout`](crate::Timeout).
+    TimedOut,
 }
 
 impl fmt::Display for CloseReason {
@@ -28,6 +34,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Local => f.write_str("closed locally"),
             CloseReason::Error(e) => write!(f, "closed on error: {e}"),
             CloseReason::Shutdown => f.write_str("server shut down"),
+            CloseReason::TimedOut => f.write_str("timed out"),
         }
     }
 }
@@ -60,12 +67,41 @@ pub enum SendErrorKind {
 pub struct SendError {
     kind: SendErrorKind,
     message: Bytes,
+    cause: Option<io::Error>,
 }
 
 impl SendError {
     /// A refusal of `message` for `kind`.
     pub fn new(kind: SendErrorKind, message: Bytes) -> SendError {
-        SendError { kind, message }
+        SendError {
+            kind,
+            message,
+            cause: None,
+        }
+    }
+
+    /// A refusal of `message` for `kind`, because of `cause`.
+    pub(crate) fn with_cause(kind: SendErrorKind, message: Bytes, cause: io::Error) -> SendError {
+        SendError {
+            kind,
+            message,
+            cause: Some(cause),
+        }
+    }
+
+    /// A refusal by the framing's encoder, which said why in `cause`.
+    pub(crate) fn invalid(message: Bytes, cause: io::Error) -> SendError {
+        SendError {
+            kind: SendErrorKind::Invalid,
+            message,
+            cause: Some(cause),
+        }
+    }
+
+    /// What caused the refusal, when more than its kind is known: for
+    /// [`SendErrorKind::Invalid`], the encoder's own error.
+    pub fn cause(&self) -> Option<&io::Error> {
+        self.cause.as_ref()
     }
 
     /// Why the send was refused.
@@ -101,11 +137,18 @@ impl fmt::Display for SendError {
                 "send of {} bytes refused: the connection's output queue is at its limit",
                 self.message.len()
             ),
-            SendErrorKind::Invalid => write!(
-                f,
-                "send of {} bytes refused: the framing cannot encode it",
-                self.message.len()
-            ),
+            SendErrorKind::Invalid => match &self.cause {
+                Some(cause) => write!(
+                    f,
+                    "send of {} bytes refused by the framing: {cause}",
+                    self.message.len()
+                ),
+                None => write!(
+                    f,
+                    "send of {} bytes refused: the framing cannot encode it",
+                    self.message.len()
+                ),
+            },
         }
     }
 }
@@ -113,12 +156,28 @@ impl fmt::Display for SendError {
 impl std::error::Error for SendError {}
 
 impl From<SendError> for io::Error {
+    /// The encoder's error keeps its kind (e.g. `InvalidInput`, `InvalidData`).
     fn from(e: SendError) -> io::Error {
-        let kind = match e.kind {
-            SendErrorKind::Closed => io::ErrorKind::NotConnected,
-            SendErrorKind::Full => io::ErrorKind::WouldBlock,
-            SendErrorKind::Invalid => io::ErrorKind::InvalidInput,
+        let kind = match (&e.kind, &e.cause) {
+            (_, Some(cause)) => cause.kind(),
+            (SendErrorKind::Closed, None) => io::ErrorKind::NotConnected,
+            (SendErrorKind::Full, None) => io::ErrorKind::WouldBlock,
+            (SendErrorKind::Invalid, None) => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e.to_string())
     }
+}
+
+/// Runs user code (a handler callback, a decoder, an encoder, a framing factory), turning a
+/// panic into an `io::Error` that names what panicked, so it closes one connection instead of
+/// unwinding through the reactor.
+pub(crate) fn catch_panic<R>(what: &str, f: impl FnOnce() -> R) -> io::Result<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_string());
+        io::Error::other(format!("{what} panicked: {msg}"))
+    })
 }

@@ -1,13 +1,13 @@
 //! The callback face: a [`Handler`] runs on the reactor thread and acts through a [`Context`].
 
-use crate::error::{CloseReason, SendError};
+use crate::error::{catch_panic, CloseReason, SendError};
 use crate::id::ConnId;
 use crate::reactor::{Closed, Core, Face};
 use crate::shared::{ConnHandle, ServerHandle};
 use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
-use std::panic::{self, AssertUnwindSafe};
+use std::time::Duration;
 
 /// Who a new connection is with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +83,24 @@ pub trait Handler: Send + 'static {
     /// arrive in order.
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes);
 
+    /// The peer closed its side of `conn` (it sent its end of file, for example with
+    /// `shutdown(SHUT_WR)`): no more messages will come, but the connection can still be
+    /// written to.
+    ///
+    /// The default closes `conn` once what is queued for it is written (answers to the last
+    /// messages included), and [`on_close`](Self::on_close) then reports
+    /// [`CloseReason::PeerClosed`]. Override it to keep answering, for instance from a worker
+    /// thread through a [`ConnHandle`], for request-then-shutdown clients such as `nc -N`; close
+    /// the connection when done.
+    fn on_peer_eof(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        ctx.close(conn);
+    }
+
+    /// The timer set with [`Context::set_timer`] for `conn` fired.
+    fn on_timer(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        let _ = (ctx, conn);
+    }
+
     /// `conn` closed; `reason` says why. Sends to it fail from now on.
     fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
         let _ = ctx;
@@ -153,6 +171,46 @@ impl Context<'_> {
         self.core.resume_reading(conn, crate::reactor::PAUSE_USER);
     }
 
+    /// Sets `conn`'s timer: [`Handler::on_timer`] runs `after` from now (at most one tick of
+    /// 10 ms late, never early). A connection has one timer: setting it again replaces it. It
+    /// costs no system call; it is for keep-alive pings and protocol deadlines.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use epoll_server::{Bytes, ConnId, ConnInfo, Context, Handler};
+    /// use std::time::Duration;
+    ///
+    /// /// Sends a ping every 30 s.
+    /// struct Pinger;
+    ///
+    /// impl Handler for Pinger {
+    ///     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnInfo) {
+    ///         ctx.set_timer(conn.id, Duration::from_secs(30));
+    ///     }
+    ///     fn on_timer(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+    ///         let _ = ctx.send(conn, "ping\n");
+    ///         ctx.set_timer(conn, Duration::from_secs(30));
+    ///     }
+    ///     fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
+    /// }
+    /// ```
+    pub fn set_timer(&mut self, conn: ConnId, after: Duration) {
+        self.core.set_timer(conn, Some(after));
+    }
+
+    /// Cancels `conn`'s timer, if one is set.
+    pub fn cancel_timer(&mut self, conn: ConnId) {
+        self.core.set_timer(conn, None);
+    }
+
+    /// Overrides one of `conn`'s timeouts (`None` turns it off for this connection), for
+    /// example a longer idle timeout once a client logged in. See [`Timeout`](crate::Timeout)
+    /// and the builder's [`idle_timeout`](crate::Builder::idle_timeout).
+    pub fn set_timeout(&mut self, conn: ConnId, which: crate::Timeout, after: Option<Duration>) {
+        self.core.set_timeout(conn, which, after);
+    }
+
     /// A thread-safe handle to `conn`, or `None` if it is closed.
     pub fn handle(&mut self, conn: ConnId) -> Option<ConnHandle> {
         self.core
@@ -190,14 +248,7 @@ impl Context<'_> {
 
 /// Runs `f` on the handler, turning a panic into an `io::Error` naming the callback.
 fn guarded<R>(what: &str, f: impl FnOnce() -> R) -> Result<R, io::Error> {
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".to_string());
-        io::Error::other(format!("handler panicked in {what}: {msg}"))
-    })
+    catch_panic(&format!("the handler's {what}"), f)
 }
 
 /// The callback face: the reactor's events, delivered to a [`Handler`].
@@ -261,8 +312,12 @@ impl Face for CallbackFace {
     }
 
     fn read_finished(&mut self, core: &mut Core, id: ConnId) {
-        // The peer is done sending: answer what it sent, then close.
-        core.close(id, CloseReason::PeerClosed);
+        // The peer is done sending; by default, answer what it sent, then close.
+        self.run(core, Some(id), "on_peer_eof", |h, ctx| h.on_peer_eof(ctx, id));
+    }
+
+    fn timer(&mut self, core: &mut Core, id: ConnId) {
+        self.run(core, Some(id), "on_timer", |h, ctx| h.on_timer(ctx, id));
     }
 
     fn closed(&mut self, core: &mut Core, closed: Closed) {

@@ -74,11 +74,12 @@ mod signal;
 mod sys;
 
 pub use crate::async_face::{Connection, Inbound, Incoming, Outbound};
+pub use crate::config::Timeout;
 pub use crate::error::{CloseReason, SendError, SendErrorKind};
 pub use crate::handler::{ConnInfo, Context, Handler};
 pub use crate::id::ConnId;
 pub use crate::server::{make_listener, Builder, Server, ServerThread};
-pub use crate::shared::{ConnHandle, ServerHandle};
+pub use crate::shared::{ConnHandle, ServerHandle, Stopped};
 pub use crate::signal::stop_on_signals;
 pub use crate::sys::FdLimit;
 pub use bytes::Bytes;

@@ -16,9 +16,12 @@
 //! A read that returns fewer bytes than asked on a stream socket means the receive queue is empty
 //! at that instant, so it counts as drained and saves the `WouldBlock` system call (tokio does the
 //! same since tokio-rs/tokio#4840). If more data arrives after it, that arrival is a new edge.
-//! The exception is the peer's end of file: when it arrived together with the last data, its
-//! edge was the one just consumed, so after [`on_hangup`](ReadState::on_hangup) the reader goes
-//! on to `Ok(0)`.
+//! The exceptions:
+//! - the peer's end of file: when it arrived together with the last data, its edge was the one
+//!   just consumed, so after [`on_hangup`](ReadState::on_hangup) the reader goes on to `Ok(0)`;
+//! - TCP urgent data: `recv` stops short at the urgent mark although more data follows, and the
+//!   data after the mark brings no new edge. So after [`on_urgent`](ReadState::on_urgent)
+//!   (`EPOLLPRI`) a short read does not count as drained until a read says `WouldBlock`.
 //!
 //! ```text
 //!  state       | outcome of one read           | step returned    | next state
@@ -70,6 +73,8 @@ pub struct ReadState {
     /// The peer's end of file (or a hang-up) was signalled: it sits behind the data, so a
     /// short read no longer proves the socket drained.
     hup: bool,
+    /// Urgent data was signalled and not yet read past: a short read may have stopped at its mark.
+    urgent: bool,
     finished: bool,
     paused: u8,
     turn_bytes: usize,
@@ -87,6 +92,7 @@ impl ReadState {
         ReadState {
             readable: true,
             hup: false,
+            urgent: false,
             finished: false,
             paused: 0,
             turn_bytes: 0,
@@ -108,6 +114,13 @@ impl ReadState {
         self.hup = true;
     }
 
+    /// Records that epoll reported TCP urgent data (`EPOLLPRI`): reads stop short at its mark,
+    /// so short reads no longer prove the socket drained until a read says `WouldBlock`.
+    pub fn on_urgent(&mut self) {
+        self.readable = true;
+        self.urgent = true;
+    }
+
     /// Starts a new turn: the byte budget is available again.
     pub fn begin_turn(&mut self) {
         self.turn_bytes = 0;
@@ -124,6 +137,11 @@ impl ReadState {
         let was = self.paused;
         self.paused &= !reason;
         was != 0 && self.paused == 0 && self.wants_read()
+    }
+
+    /// Whether reading is paused for any reason.
+    pub fn is_paused(&self) -> bool {
+        self.paused != 0
     }
 
     /// Whether `reason` is among the pause reasons in force.
@@ -182,7 +200,7 @@ impl ReadState {
                 Ok(n) => {
                     let n = n.min(want);
                     self.turn_bytes += n;
-                    if n < want && self.short_read_drains && !self.hup {
+                    if n < want && self.short_read_drains && !self.hup && !self.urgent {
                         self.readable = false;
                     }
                     return Step::Data(n);
@@ -190,6 +208,7 @@ impl ReadState {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
+                    self.urgent = false;
                     return Step::Drained;
                 }
                 Err(e) => {

@@ -2,7 +2,7 @@
 
 use crate::async_face::{AsyncFace, Incoming};
 use crate::codec::Framing;
-use crate::config::Config;
+use crate::config::{Config, Timeout};
 use crate::handler::{CallbackFace, Handler};
 use crate::reactor::{Face, ListenerSpec, Reactor};
 use crate::shared::{ServerHandle, Shared};
@@ -234,9 +234,66 @@ impl Builder {
     }
 
     /// Calls [`Handler::on_idle`] each time the server has seen no event for `interval`
-    /// (the C++ design's `listen(timeout)`). Off by default.
+    /// (the C++ design's `listen(timeout)`). Off by default. An interval under 1 ms counts as
+    /// 1 ms (zero would make the loop spin).
+    ///
+    /// It fires only when the *whole server* is idle, so it is no per-connection timeout: see
+    /// [`idle_timeout`](Self::idle_timeout) for that.
     pub fn tick(mut self, interval: Duration) -> Builder {
-        self.cfg.tick = Some(interval);
+        self.cfg.tick = Some(interval.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Closes a connection that received no bytes for `after` while reading
+    /// ([`Timeout::Idle`]); off by default. Queued output is still written. Each connection can
+    /// override it ([`Context::set_timeout`](crate::Context::set_timeout),
+    /// [`ConnHandle::set_timeout`](crate::ConnHandle::set_timeout)).
+    ///
+    /// Deadlines live in a coarse timer wheel on the reactor (10 ms ticks): a read only stores
+    /// a time stamp, no system call is made per timer, and a timeout fires at most one tick late.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use epoll_server::{Bytes, ConnId, Context, Handler, Server};
+    /// use std::time::Duration;
+    ///
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes) {
+    ///         let _ = ctx.send(conn, data);
+    ///     }
+    /// }
+    ///
+    /// let server = Server::builder()
+    ///     .idle_timeout(Duration::from_secs(60))       // silent for a minute: closed
+    ///     .first_byte_timeout(Duration::from_secs(5))  // slowloris openers: closed
+    ///     .write_stall_timeout(Duration::from_secs(30)) // peers that stopped reading: reset
+    ///     .bind("127.0.0.1:0")?
+    ///     .build(Echo)?;
+    /// # let _ = server;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn idle_timeout(mut self, after: Duration) -> Builder {
+        self.cfg.timeouts.set(Timeout::Idle, Some(after));
+        self
+    }
+
+    /// Closes a connection that sent nothing within `after` of being accepted
+    /// ([`Timeout::FirstByte`]); off by default.
+    pub fn first_byte_timeout(mut self, after: Duration) -> Builder {
+        self.cfg.timeouts.set(Timeout::FirstByte, Some(after));
+        self
+    }
+
+    /// Resets a connection whose queued output made no progress for `after`
+    /// ([`Timeout::WriteStall`]): a peer that stopped reading no longer holds its fd and up to
+    /// the output hard limit of memory. Off by default. It is also the linger time of a close
+    /// with output queued (else the [`shutdown_deadline`](Self::shutdown_deadline) is).
+    pub fn write_stall_timeout(mut self, after: Duration) -> Builder {
+        self.cfg.timeouts.set(Timeout::WriteStall, Some(after));
         self
     }
 
@@ -277,15 +334,21 @@ impl Builder {
         self
     }
 
-    /// How long a stop may spend writing queued output before closing what is left (default 5 s).
+    /// How long a stop may spend writing queued output before resetting what is left
+    /// (default 5 s). Without a [`write_stall_timeout`](Self::write_stall_timeout), it is also
+    /// how long a closing connection's queued output may go without write progress before the
+    /// connection is reset (and reported as [`CloseReason::TimedOut`](crate::CloseReason::TimedOut)):
+    /// a slow but steady reader always gets the whole reply.
     pub fn shutdown_deadline(mut self, deadline: Duration) -> Builder {
         self.cfg.shutdown_deadline = deadline;
         self
     }
 
     /// Back-off after an accept error such as fd exhaustion: starts at `min`, doubles up to `max`
-    /// (defaults 10 ms and 1 s). A closing connection cuts it short.
+    /// (defaults 10 ms and 1 s). A closing connection cuts it short. Values under 1 ms count as
+    /// 1 ms (zero would retry in a spin).
     pub fn accept_backoff(mut self, min: Duration, max: Duration) -> Builder {
+        let min = min.max(Duration::from_millis(1));
         self.cfg.accept_backoff_min = min;
         self.cfg.accept_backoff_max = max.max(min);
         self
@@ -391,8 +454,13 @@ impl Server {
         self.handle.clone()
     }
 
-    /// The stream of connections accepted on the async listeners. It can be taken before or
-    /// after [`spawn`](Self::spawn) (clones share one queue), and ends when the server stops.
+    /// The stream of connections accepted on the async listeners (clones share one queue); it
+    /// ends when the server stops.
+    ///
+    /// Take it *before* [`spawn`](Self::spawn) or [`run`](Self::run), which consume the
+    /// server: if no `Incoming` is alive once the server runs, nobody can ever take an async
+    /// connection, so the async listeners are closed (with a warning in the log) and their
+    /// clients refused. See [`Incoming`] for what dropping the last one does.
     pub fn incoming(&self) -> Incoming {
         self.incoming.clone()
     }
@@ -409,7 +477,12 @@ impl Server {
     ///
     /// Only if `epoll_wait` itself fails; errors of single connections go to the handler.
     pub fn run(self) -> io::Result<()> {
-        self.reactor.run()
+        let Server {
+            reactor, incoming, ..
+        } = self;
+        // The server's own `Incoming` is not one the application can use.
+        drop(incoming);
+        reactor.run()
     }
 
     /// Runs the loop on a new thread named `epoll-server`.
@@ -418,9 +491,14 @@ impl Server {
     ///
     /// If the thread cannot be spawned.
     pub fn spawn(self) -> io::Result<ServerThread> {
-        let handle = self.handle.clone();
-        let addrs = self.addrs.clone();
-        let reactor = self.reactor;
+        let Server {
+            reactor,
+            handle,
+            addrs,
+            incoming,
+            ..
+        } = self;
+        drop(incoming);
         let thread = std::thread::Builder::new()
             .name("epoll-server".into())
             .spawn(move || reactor.run())?;
@@ -433,6 +511,12 @@ impl Server {
 }
 
 /// A server running on its own thread. Dropping it stops the server and waits for it.
+///
+/// Waiting blocks the dropping thread until the server has stopped, which can take up to the
+/// [shut-down deadline](Builder::shutdown_deadline) while queued output is written. On an
+/// async executor's thread, do not drop it (or call [`join`](Self::join)) there: call
+/// [`stop`](Self::stop), await [`ServerHandle::stopped`], and only then drop it (it returns at
+/// once), or move it to a blocking thread (`tokio::task::spawn_blocking`, `blocking::unblock`).
 #[derive(Debug)]
 pub struct ServerThread {
     handle: ServerHandle,

@@ -10,7 +10,7 @@
 //! way nothing is lost, and a burst of commands costs at most one `write(2)` and one wake-up.
 
 use crate::codec::Encoder;
-use crate::error::{SendError, SendErrorKind};
+use crate::error::{catch_panic, SendError, SendErrorKind};
 use crate::id::ConnId;
 use crate::sys::EventFd;
 use bytes::Bytes;
@@ -40,6 +40,15 @@ pub(crate) enum Command {
     Release(ConnId),
     /// The async consumer took accepted connections: accept again.
     AcceptResume,
+    /// User code run for this connection on another thread (an encoder) panicked: close it
+    /// with this error.
+    Fail(ConnId, std::io::Error),
+    /// Override one timeout of one connection.
+    SetTimeout(ConnId, crate::Timeout, Option<std::time::Duration>),
+    /// The last `Incoming` was dropped: close what it buffered and the async listeners.
+    IncomingDropped,
+    /// Test hook: panic on the reactor thread (see `ServerHandle::inject_panic`).
+    InjectPanic,
 }
 
 /// State shared by the reactor and every handle of one server.
@@ -51,6 +60,10 @@ pub(crate) struct Shared {
     /// Lock-free MPSC queue (async-channel's unbounded queue; only its `try_*` calls are used).
     commands_tx: async_channel::Sender<Command>,
     commands_rx: async_channel::Receiver<Command>,
+    /// Closed (never sent on) when the loop has returned, however it ended: what
+    /// [`ServerHandle::stopped`] waits for.
+    done_tx: async_channel::Sender<()>,
+    done_rx: async_channel::Receiver<()>,
 }
 
 impl fmt::Debug for Shared {
@@ -65,6 +78,7 @@ impl fmt::Debug for Shared {
 impl Shared {
     pub(crate) fn new() -> std::io::Result<Shared> {
         let (commands_tx, commands_rx) = async_channel::unbounded();
+        let (done_tx, done_rx) = async_channel::bounded(1);
         Ok(Shared {
             waker: EventFd::new()?,
             // The reactor is not sleeping yet: nobody needs to write the eventfd.
@@ -73,6 +87,8 @@ impl Shared {
             finished: AtomicBool::new(false),
             commands_tx,
             commands_rx,
+            done_tx,
+            done_rx,
         })
     }
 
@@ -104,8 +120,10 @@ impl Shared {
         self.stop.load(SeqCst)
     }
 
+    /// The loop returned (or its thread is unwinding): wake everything waiting for that.
     pub(crate) fn set_finished(&self) {
         self.finished.store(true, SeqCst);
+        self.done_tx.close();
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -180,6 +198,66 @@ impl ServerHandle {
     pub fn is_finished(&self) -> bool {
         self.shared.is_finished()
     }
+
+    /// A future that resolves once the server's loop has returned (after a graceful stop, or
+    /// if the reactor thread died). Any executor can await it; it never blocks a thread, unlike
+    /// [`ServerThread::join`](crate::ServerThread::join) and dropping a
+    /// [`ServerThread`](crate::ServerThread).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use epoll_server::Server;
+    ///
+    /// let server = Server::builder().bind_async("127.0.0.1:0")?.build_async()?;
+    /// let _incoming = server.incoming();
+    /// let handle = server.handle();
+    /// let running = server.spawn()?;
+    /// handle.stop();
+    /// futures::executor::block_on(handle.stopped());
+    /// assert!(handle.is_finished());
+    /// running.join()?; // returns at once now
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stopped(&self) -> Stopped {
+        Stopped {
+            rx: Box::pin(self.shared.done_rx.clone()),
+        }
+    }
+
+    /// Makes the reactor thread panic on its next turn, to test that everything waiting on the
+    /// server fails or ends instead of hanging. Not for production use.
+    #[doc(hidden)]
+    pub fn inject_panic(&self) {
+        self.shared.push(Command::InjectPanic);
+    }
+}
+
+/// The future of [`ServerHandle::stopped`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct Stopped {
+    rx: std::pin::Pin<Box<async_channel::Receiver<()>>>,
+}
+
+impl std::future::Future for Stopped {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use futures::Stream;
+        // Nothing is ever sent: the stream ends when the reactor closes the channel.
+        while let std::task::Poll::Ready(item) = self.rx.as_mut().poll_next(cx) {
+            if item.is_none() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    }
 }
 
 /// Connection life, as the handles see it.
@@ -188,6 +266,7 @@ pub(crate) const CLOSED: u8 = 1;
 pub(crate) const CLOSED_RESET: u8 = 2;
 pub(crate) const CLOSED_ERROR: u8 = 3;
 pub(crate) const CLOSED_SHUTDOWN: u8 = 4;
+pub(crate) const CLOSED_TIMEDOUT: u8 = 5;
 
 /// State of one connection shared with handles on other threads. Created only when a handle or
 /// the async face needs it, so a callback connection nobody holds costs nothing extra.
@@ -215,9 +294,18 @@ pub(crate) struct ConnShared {
     pub(crate) inbound_paused: AtomicBool,
     /// Async inbound: the error that ended the stream, yielded after the buffered items.
     pub(crate) inbound_error: Mutex<Option<std::io::Error>>,
-    /// The framing's encoder, when there is one. Held across encoding *and* queueing, so the
-    /// pieces of one frame (a header and a payload) are never interleaved with another frame's.
-    pub(crate) encoder: Option<Mutex<Box<dyn Encoder>>>,
+    /// Async inbound: frames that were parked (the consumer lagged) when the connection
+    /// ended; yielded after the channel's items and before the error.
+    pub(crate) inbound_tail: Mutex<std::collections::VecDeque<Bytes>>,
+    /// The output lock, with the framing's encoder if there is one. Every send that has a
+    /// handle-visible position takes it across encoding, numbering (`enqueued_total`) *and*
+    /// queueing, so (1) the pieces of one frame are never interleaved with another frame's,
+    /// (2) positions are handed out in the order the reactor writes the bytes, which is what
+    /// makes `poll_flush` exact, and (3) the reactor, holding it, knows that every send which
+    /// returned earlier on another thread is already in the command queue.
+    pub(crate) out_lock: Mutex<Option<Box<dyn Encoder>>>,
+    /// Sends from other threads pushed onto the command queue and not yet taken by the reactor.
+    pub(crate) remote_pending: AtomicUsize,
 }
 
 impl fmt::Debug for ConnShared {
@@ -263,6 +351,7 @@ impl ConnShared {
                 "connection closed on an error",
             )),
             CLOSED_SHUTDOWN => Some(Error::new(ErrorKind::NotConnected, "the server shut down")),
+            CLOSED_TIMEDOUT => Some(Error::new(ErrorKind::TimedOut, "the connection timed out")),
             _ => Some(Error::new(ErrorKind::BrokenPipe, "connection closed")),
         }
     }
@@ -277,25 +366,39 @@ impl ConnShared {
         if self.is_closed() || self.write_shut.load(SeqCst) {
             return Err(SendError::new(SendErrorKind::Closed, msg));
         }
-        let Some(encoder) = &self.encoder else {
+        let mut guard = self.out_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(encoder) = guard.as_mut() else {
             let len = msg.len();
             self.reserve(len, bounded)
                 .map_err(|kind| SendError::new(kind, msg.clone()))?;
             let end = self.enqueued_total.fetch_add(len as u64, SeqCst) + len as u64;
+            self.remote_pending.fetch_add(1, SeqCst);
             self.server.push(Command::Send(self.id, msg));
             return Ok(end);
         };
-        // The lock keeps the frame's position and its pieces' order together.
-        let mut encoder = encoder.lock().unwrap_or_else(|p| p.into_inner());
         let mut pieces = Vec::with_capacity(2);
-        if let Err(e) = encoder.encode(msg.clone(), &mut pieces) {
-            log::debug!("connection {}: {e}", self.id);
-            return Err(SendError::new(SendErrorKind::Invalid, msg));
+        match catch_panic("the framing's encoder", || {
+            encoder.encode(msg.clone(), &mut pieces)
+        }) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                log::debug!("connection {}: {e}", self.id);
+                return Err(SendError::invalid(msg, e));
+            }
+            Err(panicked) => {
+                // Like a panicking callback: this connection closes on the error, the server
+                // and every other connection go on.
+                let reported = std::io::Error::new(panicked.kind(), panicked.to_string());
+                self.write_shut.store(true, SeqCst);
+                self.server.push(Command::Fail(self.id, panicked));
+                return Err(SendError::with_cause(SendErrorKind::Closed, msg, reported));
+            }
         }
         let len = pieces.iter().map(Bytes::len).sum();
         self.reserve(len, bounded)
             .map_err(|kind| SendError::new(kind, msg.clone()))?;
         let end = self.enqueued_total.fetch_add(len as u64, SeqCst) + len as u64;
+        self.remote_pending.fetch_add(1, SeqCst);
         self.server.push(Command::SendParts(self.id, pieces));
         Ok(end)
     }
@@ -359,6 +462,16 @@ impl ConnHandle {
     /// Whether the connection has closed.
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
+    }
+
+    /// Overrides one of the connection's timeouts (`None` turns it off for this connection);
+    /// see [`Timeout`](crate::Timeout). Takes effect on the reactor's next turn.
+    pub fn set_timeout(&self, which: crate::Timeout, after: Option<std::time::Duration>) {
+        if !self.inner.is_closed() {
+            self.inner
+                .server
+                .push(Command::SetTimeout(self.inner.id, which, after));
+        }
     }
 
     /// Bytes queued for output and not yet handed to the kernel; 0 once the connection closed

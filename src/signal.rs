@@ -22,6 +22,12 @@ extern "C" fn on_signal(_signal: libc::c_int) {
 /// Installs a handler for each of `signals` (e.g. `libc::SIGINT`, `libc::SIGTERM`) that stops the
 /// server behind `handle` gracefully, the way [`ServerHandle::stop`] does.
 ///
+/// Signal handlers belong to the process, not to a server: when one of these signals arrives,
+/// **every server registered with `stop_on_signals` in this process stops**, whichever signals
+/// each was registered with. To stop servers selectively, handle the signal yourself (for
+/// example with `signal-hook` or tokio's `signal`) and call [`ServerHandle::stop`] on the ones
+/// you mean.
+///
 /// The handler only does async-signal-safe work: an atomic store and a `write(2)` to the
 /// server's eventfd, then it restores `errno`. The handler replaces any previous handler of those
 /// signals for the whole process; up to 32 servers per process can be registered, and a

@@ -85,6 +85,16 @@ impl Stream for Inbound {
                 Poll::Ready(Some(item))
             }
             Poll::Ready(None) => {
+                // Frames parked when the connection ended, then the error, then the end.
+                let parked = self
+                    .shared
+                    .inbound_tail
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pop_front();
+                if let Some(frame) = parked {
+                    return Poll::Ready(Some(Ok(frame)));
+                }
                 self.done = true;
                 let err = self
                     .shared
@@ -99,6 +109,20 @@ impl Stream for Inbound {
                 self.maybe_resume();
                 Poll::Pending
             }
+        }
+    }
+}
+
+impl Drop for Inbound {
+    /// Nobody will read what comes in any more: the reactor discards it from now on, and if it
+    /// had paused reading for this stream, it resumes, so the peer's end of file (or reset) is
+    /// still seen and the connection can end.
+    fn drop(&mut self) {
+        self.rx.close();
+        if self.shared.inbound_paused.swap(false, SeqCst) {
+            self.shared
+                .server
+                .push(Command::InboundResume(self.shared.id));
         }
     }
 }

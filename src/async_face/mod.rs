@@ -130,14 +130,30 @@ struct AcceptGate {
     paused: AtomicBool,
 }
 
+/// Tells the reactor when the last [`Incoming`] is dropped.
+#[derive(Debug)]
+struct IncomingAlive(Arc<Shared>);
+
+impl Drop for IncomingAlive {
+    fn drop(&mut self) {
+        self.0.push(Command::IncomingDropped);
+    }
+}
+
 /// The stream of accepted connections of a server's async listeners. It ends when the server
 /// stops. It is bounded: while the application does not take connections, the server stops
 /// accepting and new clients wait in the kernel's backlog.
+///
+/// Clones share one queue. When the last clone is dropped (including the one the
+/// [`Server`](crate::Server) holds until it runs), nobody can take async connections any more:
+/// the connections waiting in the queue are closed, and the async listeners are closed too,
+/// so new clients are refused by the kernel instead of waiting forever (a warning is logged).
 #[derive(Debug)]
 pub struct Incoming {
     // Boxed so `Incoming` is `Unpin`.
     rx: Pin<Box<async_channel::Receiver<Connection>>>,
     gate: Arc<AcceptGate>,
+    _alive: Arc<IncomingAlive>,
 }
 
 impl Clone for Incoming {
@@ -145,6 +161,7 @@ impl Clone for Incoming {
         Incoming {
             rx: Box::pin(self.rx.as_ref().get_ref().clone()),
             gate: self.gate.clone(),
+            _alive: self._alive.clone(),
         }
     }
 }
@@ -166,6 +183,10 @@ impl Stream for Incoming {
 /// The reactor side of the async face.
 pub(crate) struct AsyncFace {
     tx: async_channel::Sender<Connection>,
+    /// To close the connections left in the queue when every `Incoming` is gone.
+    rx: async_channel::Receiver<Connection>,
+    /// Every `Incoming` is gone: new async connections are closed at once.
+    abandoned: bool,
     gate: Arc<AcceptGate>,
     inbound_high_water: usize,
     /// Frames accepted this turn, delivered at its end.
@@ -185,15 +206,19 @@ impl AsyncFace {
         });
         let face = AsyncFace {
             tx,
+            rx: rx.clone(),
+            abandoned: false,
             gate: gate.clone(),
             inbound_high_water,
             pending: Vec::new(),
         };
+        let alive = Arc::new(IncomingAlive(gate.server.clone()));
         (
             face,
             Incoming {
                 rx: Box::pin(rx),
                 gate,
+                _alive: alive,
             },
         )
     }
@@ -234,11 +259,18 @@ impl AsyncFace {
             if only.is_some_and(|o| o != *id) {
                 return true;
             }
-            if let Some(extra) = core.get_mut(*id).and_then(|c| c.extra.as_mut()) {
-                extra.inbound_pending -= 1;
-                send_reserved(extra.shared.as_deref(), extra.inbound_tx.as_ref(), frame);
+            match core.get_mut(*id) {
+                Some(conn) => {
+                    if let Some(extra) = conn.extra.as_mut() {
+                        extra.inbound_pending -= 1;
+                        send_reserved(extra.shared.as_deref(), extra.inbound_tx.as_ref(), frame);
+                    }
+                    false
+                }
+                // The connection ended this turn: `closed` delivers its frames, before the
+                // error that ended it.
+                None => true,
             }
-            false
         });
         self.pending = pending;
     }
@@ -276,8 +308,12 @@ impl Face for AsyncFace {
             inbound: Inbound::new(rx, shared.clone(), release.clone(), self.inbound_high_water),
             outbound: Outbound::new(shared, release),
         };
+        if self.abandoned {
+            core.close(info.id, CloseReason::Local);
+            return;
+        }
         if let Err(e) = self.tx.try_send(conn) {
-            // Only if the application dropped every `Incoming` (or the bound was raced past).
+            // Only if the bound was raced past or the server is stopping.
             log::debug!("connection {} not taken: {e}", info.id);
             core.close(info.id, CloseReason::Local);
         }
@@ -323,11 +359,23 @@ impl Face for AsyncFace {
                     io::ErrorKind::ConnectionReset,
                     "connection reset by peer",
                 )),
+                CloseReason::TimedOut => Some(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the connection timed out",
+                )),
                 CloseReason::Error(e) => Some(e),
                 _ => None,
             };
-            if let Some(e) = err {
-                if let Some(shared) = closed.shared.as_ref() {
+            if let Some(shared) = closed.shared.as_ref() {
+                // Frames the consumer had no room for come after the channel's, then the error.
+                if !closed.parked.is_empty() && !tx.is_closed() {
+                    shared
+                        .inbound_tail
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(closed.parked);
+                }
+                if let Some(e) = err {
                     *shared
                         .inbound_error
                         .lock()
@@ -357,5 +405,17 @@ impl Face for AsyncFace {
     fn stopping(&mut self, _core: &mut Core) {
         // `Incoming` ends once it has yielded what was already accepted.
         self.tx.close();
+    }
+
+    fn incoming_dropped(&mut self, core: &mut Core) {
+        self.abandoned = true;
+        while let Ok(conn) = self.rx.try_recv() {
+            core.close(conn.id(), CloseReason::Local);
+        }
+    }
+
+    fn abandon(&mut self) {
+        self.tx.close();
+        self.pending.clear();
     }
 }

@@ -101,10 +101,15 @@ impl Sink<Bytes> for Outbound {
                 self.sent_upto = end;
                 Ok(())
             }
-            Err(_) => Err(self
-                .shared
-                .write_error()
-                .unwrap_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))),
+            // The encoder refused this frame (its own error kind); the connection stays open.
+            Err(e) if e.kind() == crate::SendErrorKind::Invalid => Err(e.into()),
+            Err(e) => Err(match e.cause() {
+                // The encoder panicked: the connection is being closed on that error.
+                Some(cause) => io::Error::new(cause.kind(), cause.to_string()),
+                None => self.shared.write_error().unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::BrokenPipe, "connection closed")
+                }),
+            }),
         }
     }
 

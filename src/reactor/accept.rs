@@ -21,6 +21,7 @@
 use super::{ListenerSpec, Reactor};
 use crate::codec::Framing;
 use crate::config::Config;
+use crate::error::catch_panic;
 use crate::handler::ConnInfo;
 use crate::read_path::ReadState;
 use crate::sys;
@@ -157,19 +158,40 @@ impl Reactor {
             listen_addr
         };
         let read = ReadState::new(cfg.read_budget, true);
-        let mut conn = super::Conn::new(fd, face, read);
+        let mut conn = super::Conn::new(fd, face, read, self.core.now_ms);
         if let Some(framing) = framing.filter(|f| !f.is_raw()) {
-            let extra = conn.extra();
-            extra.framer = Some(super::Framer {
-                decoder: framing.new_decoder(),
-                buf: bytes::BytesMut::new(),
+            // The factories are user code: a panic there refuses this connection only.
+            let made = catch_panic("the framing's factory", || {
+                (framing.new_decoder(), framing.new_encoder())
             });
-            extra.encoder = Some(framing.new_encoder());
+            match made {
+                Ok((decoder, encoder)) => {
+                    let extra = conn.extra();
+                    extra.framer = Some(super::Framer {
+                        decoder,
+                        buf: bytes::BytesMut::new(),
+                    });
+                    extra.encoder = Some(encoder);
+                }
+                Err(e) => {
+                    if let Err(e) = sys::set_linger_zero(conn.fd.as_fd()) {
+                        log::debug!("{e}");
+                    }
+                    drop(conn);
+                    let err = io::Error::new(
+                        e.kind(),
+                        format!("connection from {peer} refused: {e}"),
+                    );
+                    self.faces[face].error(&mut self.core, None, err);
+                    return;
+                }
+            }
         }
+        let arm = self.core.cfg.timeouts.on_open();
         let id = self.core.insert(conn);
-        let events = sys::EV_IN | sys::EV_OUT | sys::EV_RDHUP | sys::EV_ET;
+        let events = sys::EV_IN | sys::EV_OUT | sys::EV_RDHUP | sys::EV_PRI | sys::EV_ET;
         let conn = self.core.get(id).expect("just inserted");
-        if let Err(e) = self.core.epoll.add(conn.fd.as_fd(), events, id.as_u64()) {
+        if let Err(e) = self.core.epoll.add(conn.fd.as_fd(), events, id.token()) {
             self.core.abort(
                 id,
                 crate::error::CloseReason::Error(io::Error::new(e.kind(), e.to_string())),
@@ -178,6 +200,9 @@ impl Reactor {
             self.core.closed.pop();
             self.faces[face].error(&mut self.core, None, e);
             return;
+        }
+        if arm {
+            self.core.arm(id);
         }
         // No read now: adding a socket that already holds data reports it at once (the
         // kernel polls it on EPOLL_CTL_ADD), so the first edge covers early bytes.

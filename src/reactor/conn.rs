@@ -104,6 +104,8 @@ pub(crate) struct Extra {
     pub(crate) framer: Option<Framer>,
     /// The framing's encoder while no handle exists (then it moves into [`ConnShared`]).
     pub(crate) encoder: Option<Box<dyn crate::codec::Encoder>>,
+    /// This connection's own timeouts, once one was overridden (else the server's).
+    pub(crate) timeouts: Option<crate::config::Timeouts>,
 }
 
 /// A decoder and the bytes it has not turned into frames yet.
@@ -127,11 +129,21 @@ pub(crate) struct Conn {
     /// `shutdown(SHUT_WR)` once `out` is written.
     pub(crate) shut_wr_pending: bool,
     pub(crate) wr_shut: bool,
+    /// A byte has arrived (the first-byte timeout no longer applies).
+    pub(crate) got_first_byte: bool,
+    /// Reactor milliseconds (see `Core::now_ms`) of the last inbound bytes, or of the open.
+    pub(crate) last_in_ms: u64,
+    /// When the queued output last made progress, or got stuck; 0 while nothing is stuck.
+    pub(crate) progress_ms: u64,
+    /// The tick of this connection's live timer-wheel entry; 0 if none.
+    pub(crate) wheel_at: u64,
+    /// When the user timer fires (reactor milliseconds); 0 if none is set.
+    pub(crate) timer_at: u64,
     pub(crate) extra: Option<Box<Extra>>,
 }
 
 impl Conn {
-    pub(crate) fn new(fd: OwnedFd, face: usize, read: ReadState) -> Conn {
+    pub(crate) fn new(fd: OwnedFd, face: usize, read: ReadState, now_ms: u64) -> Conn {
         Conn {
             fd,
             face,
@@ -144,6 +156,11 @@ impl Conn {
             closing: None,
             shut_wr_pending: false,
             wr_shut: false,
+            got_first_byte: false,
+            last_in_ms: now_ms,
+            progress_ms: 0,
+            wheel_at: 0,
+            timer_at: 0,
             extra: None,
         }
     }

@@ -7,16 +7,26 @@
 //!
 //! ```text
 //!  open ──send──▶ open (dirty: flushed at the end of the turn)
-//!  open ──close / peer EOF (callback face) / stop──▶ closing: reading paused, channel sealed
+//!  open ──close / peer EOF (callback face default) / idle or first-byte timeout / stop──▶
+//!        closing: reading paused, channel sealed
 //!  closing ──queue written──▶ closed (reason kept)
+//!  closing ──no write progress for the linger time──▶ closed (TimedOut), socket reset
+//!  open ──write-stall timeout──▶ closed (TimedOut), socket reset, queue dropped
 //!  open | closing ──reset / socket error / panic / shut-down deadline──▶ closed, queue dropped
 //! ```
+//!
+//! # Deadlines
+//!
+//! Each connection has at most one entry in the timer wheel (see `wheel`), at its nearest
+//! deadline: idle, first byte, write stall, close linger, user timer. Reads only store a time
+//! stamp; the entry re-checks every deadline when it comes due.
 
 use super::conn::{Conn, PAUSE_CLOSING, PAUSE_OUTPUT};
-use crate::config::Config;
-use crate::error::{CloseReason, SendError, SendErrorKind};
+use super::wheel::Wheel;
+use crate::config::{Config, Timeouts};
+use crate::error::{catch_panic, CloseReason, SendError, SendErrorKind};
 use crate::id::ConnId;
-use crate::shared::{self, ConnShared, Shared};
+use crate::shared::{self, Command, ConnShared, Shared};
 use crate::sys::{self, Epoll};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -27,8 +37,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 struct Slot {
-    generation: u32,
+    generation: u64,
     conn: Option<Conn>,
+}
+
+/// What a due wheel entry found.
+pub(crate) enum Due {
+    /// The user timer fired.
+    Timer,
+    /// A timeout expired; reset the socket (write stall, close linger) or close gracefully.
+    TimedOut { reset: bool },
 }
 
 /// A connection that just ended, waiting for its face to be told.
@@ -38,6 +56,8 @@ pub(crate) struct Closed {
     pub(crate) reason: CloseReason,
     pub(crate) inbound_tx: Option<async_channel::Sender<io::Result<Bytes>>>,
     pub(crate) shared: Option<Arc<ConnShared>>,
+    /// Frames the async consumer had no room for yet: they go to the stream's tail.
+    pub(crate) parked: VecDeque<Bytes>,
 }
 
 pub(crate) struct Core {
@@ -45,7 +65,8 @@ pub(crate) struct Core {
     pub(crate) epoll: Epoll,
     pub(crate) shared: Arc<Shared>,
     slots: Vec<Slot>,
-    free: Vec<u32>,
+    /// Free slots, reused first-in first-out, so churn spreads over every free slot.
+    free: VecDeque<u32>,
     count: usize,
     /// Connections with output to flush at the end of the turn.
     pub(crate) dirty: Vec<ConnId>,
@@ -56,9 +77,14 @@ pub(crate) struct Core {
     /// A connection ended since the last accept attempt: listeners held back by limits may retry.
     pub(crate) slot_freed: bool,
     pub(crate) stopping: bool,
-    /// Closing connections with output still queued, and when to give up on writing it
-    /// (in deadline order: every entry waits the same `shutdown_deadline`).
-    pub(crate) lingering: VecDeque<(Instant, ConnId)>,
+    /// Per-connection deadlines.
+    pub(crate) wheel: Wheel,
+    /// When the reactor started; `now_ms` counts from it (and is never 0).
+    epoch: Instant,
+    /// Milliseconds since `epoch` at the start of this loop turn (plus 1, so 0 means "none").
+    pub(crate) now_ms: u64,
+    /// Commands taken early (see `send`) that are not sends: run in the next `run_commands`.
+    pub(crate) deferred: Vec<Command>,
 }
 
 impl Core {
@@ -68,15 +94,28 @@ impl Core {
             epoll,
             shared,
             slots: Vec::new(),
-            free: Vec::new(),
+            free: VecDeque::new(),
             count: 0,
             dirty: Vec::new(),
             ready: Vec::new(),
             closed: Vec::new(),
             slot_freed: false,
             stopping: false,
-            lingering: VecDeque::new(),
+            wheel: Wheel::new(1),
+            epoch: Instant::now(),
+            now_ms: 1,
+            deferred: Vec::new(),
         }
+    }
+
+    /// Reads the clock for this loop turn.
+    pub(crate) fn set_now(&mut self, now: Instant) {
+        self.now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64 + 1;
+    }
+
+    /// The `Instant` of reactor time `ms`.
+    pub(crate) fn instant_of(&self, ms: u64) -> Instant {
+        self.epoch + std::time::Duration::from_millis(ms.saturating_sub(1))
     }
 
     /// Open connections.
@@ -87,7 +126,7 @@ impl Core {
     /// Takes a slot for `conn` and returns its id.
     pub(crate) fn insert(&mut self, conn: Conn) -> ConnId {
         self.count += 1;
-        if let Some(slot) = self.free.pop() {
+        if let Some(slot) = self.free.pop_front() {
             let s = &mut self.slots[slot as usize];
             s.conn = Some(conn);
             return ConnId::new(slot, s.generation);
@@ -98,6 +137,15 @@ impl Core {
             conn: Some(conn),
         });
         ConnId::new(slot, 1)
+    }
+
+    /// The connection an epoll token names, if it is still the same one.
+    pub(crate) fn id_of_token(&self, token: u64) -> Option<ConnId> {
+        let (slot, generation_bits) = ConnId::token_parts(token);
+        let s = self.slots.get(slot)?;
+        s.conn.as_ref()?;
+        ConnId::token_matches(s.generation, generation_bits)
+            .then(|| ConnId::new(slot as u32, s.generation))
     }
 
     pub(crate) fn get(&self, id: ConnId) -> Option<&Conn> {
@@ -137,7 +185,7 @@ impl Core {
         if let Some(s) = &extra.shared {
             return Some(s.clone());
         }
-        let encoder = extra.encoder.take().map(Mutex::new);
+        let encoder = extra.encoder.take();
         let s = Arc::new(ConnShared {
             id,
             server,
@@ -153,13 +201,20 @@ impl Core {
             inbound_bytes: AtomicUsize::new(0),
             inbound_paused: AtomicBool::new(false),
             inbound_error: Default::default(),
-            encoder,
+            inbound_tail: Default::default(),
+            out_lock: Mutex::new(encoder),
+            remote_pending: AtomicUsize::new(0),
         });
         extra.shared = Some(s.clone());
         Some(s)
     }
 
     /// Queues `msg` on connection `id` from the reactor thread.
+    ///
+    /// A send that returned earlier on another thread must be written earlier: it is in the
+    /// command queue, not yet in `out`. So when the connection has sends in flight, the queue's
+    /// sends are taken first (under the output lock, which senders hold until their command is
+    /// queued; other commands wait in `deferred` for this turn's `run_commands`).
     pub(crate) fn send(&mut self, id: ConnId, msg: Bytes) -> Result<(), SendError> {
         let (hard, high, pause) = (
             self.cfg.out_hard_limit,
@@ -172,23 +227,41 @@ impl Core {
         if conn.closing.is_some() || conn.wr_shut || conn.shut_wr_pending {
             return Err(SendError::new(SendErrorKind::Closed, msg));
         }
-        // Encode with the connection's encoder (under the handles' lock, if they share it).
-        let mut pieces: Vec<Bytes> = Vec::new();
         let shared = conn.shared().cloned();
         let mut guard = shared
             .as_ref()
-            .and_then(|s| s.encoder.as_ref())
-            .map(|e| e.lock().unwrap_or_else(|p| p.into_inner()));
+            .map(|s| s.out_lock.lock().unwrap_or_else(|p| p.into_inner()));
+        if shared
+            .as_ref()
+            .is_some_and(|s| s.remote_pending.load(SeqCst) > 0)
+        {
+            self.take_remote_sends();
+        }
+        let Some(conn) = self.get_mut(id) else {
+            return Err(SendError::new(SendErrorKind::Closed, msg));
+        };
         let encoder = match guard.as_deref_mut() {
-            Some(e) => Some(e),
+            Some(locked) => locked.as_mut(),
             None => conn.extra.as_mut().and_then(|x| x.encoder.as_mut()),
         };
+        let mut pieces: Vec<Bytes> = Vec::new();
         let len = match encoder {
             None => msg.len(),
             Some(encoder) => {
-                if let Err(e) = encoder.encode(msg.clone(), &mut pieces) {
-                    log::debug!("connection {id}: {e}");
-                    return Err(SendError::new(SendErrorKind::Invalid, msg));
+                match catch_panic("the framing's encoder", || {
+                    encoder.encode(msg.clone(), &mut pieces)
+                }) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        log::debug!("connection {id}: {e}");
+                        return Err(SendError::invalid(msg, e));
+                    }
+                    Err(panicked) => {
+                        drop(guard);
+                        let reported = io::Error::new(panicked.kind(), panicked.to_string());
+                        self.abort(id, CloseReason::Error(panicked));
+                        return Err(SendError::with_cause(SendErrorKind::Closed, msg, reported));
+                    }
                 }
                 pieces.iter().map(Bytes::len).sum()
             }
@@ -210,6 +283,20 @@ impl Core {
         }
         self.mark_dirty(id);
         Ok(())
+    }
+
+    /// Takes the command queue now, queueing the sends it holds (in order) and keeping the
+    /// other commands for `run_commands`.
+    fn take_remote_sends(&mut self) {
+        let mut commands = Vec::new();
+        self.shared.take_commands(&mut commands);
+        for cmd in commands {
+            match cmd {
+                Command::Send(id, msg) => self.push_remote(id, [msg]),
+                Command::SendParts(id, pieces) => self.push_remote(id, pieces),
+                other => self.deferred.push(other),
+            }
+        }
     }
 
     pub(crate) fn mark_dirty(&mut self, id: ConnId) {
@@ -237,21 +324,34 @@ impl Core {
     }
 
     pub(crate) fn resume_reading(&mut self, id: ConnId, reason: u8) {
+        let now = self.now_ms;
         let Some(conn) = self.get_mut(id) else { return };
+        let was_paused = conn.read.is_paused();
         if conn.read.resume(reason) {
             self.mark_ready(id);
+        }
+        let Some(conn) = self.get_mut(id) else { return };
+        if was_paused && !conn.read.is_paused() {
+            // The idle clock stood still while reading was paused.
+            conn.last_in_ms = conn.last_in_ms.max(now);
+            self.arm(id);
         }
     }
 
     /// Closes after writing what is queued (including what other threads already sent).
+    ///
+    /// The queue is given up on (and the socket reset) only when it makes no write progress
+    /// for the linger time, so a slow but steady reader gets the whole reply.
     pub(crate) fn close(&mut self, id: ConnId, reason: CloseReason) {
         let Some(conn) = self.get_mut(id) else { return };
         if conn.closing.is_none() {
+            // A local close after the peer's end of file is the normal end of a request.
+            let reason = match reason {
+                CloseReason::Local if conn.read.is_finished() => CloseReason::PeerClosed,
+                other => other,
+            };
             conn.closing = Some(reason);
-            let deadline = Instant::now() + self.cfg.shutdown_deadline;
-            self.lingering.push_back((deadline, id));
         }
-        let conn = self.get_mut(id).expect("looked up above");
         conn.read.pause(PAUSE_CLOSING);
         if let Some(s) = conn.shared() {
             s.write_shut.store(true, SeqCst);
@@ -264,6 +364,9 @@ impl Core {
     pub(crate) fn push_remote(&mut self, id: ConnId, pieces: impl IntoIterator<Item = Bytes>) {
         let (high, pause) = (self.cfg.out_high_water, self.cfg.pause_on_backpressure);
         let Some(conn) = self.get_mut(id) else { return };
+        if let Some(s) = conn.shared() {
+            s.remote_pending.fetch_sub(1, SeqCst);
+        }
         if conn.wr_shut {
             // Sent while the write side was being shut down: it cannot go out any more.
             if let Some(s) = conn.shared() {
@@ -281,28 +384,6 @@ impl Core {
             conn.read.pause(PAUSE_OUTPUT);
         }
         self.mark_dirty(id);
-    }
-
-    /// Closes the connections whose queued output could not be written in time (a peer that
-    /// stopped reading must not keep a closed connection alive). Returns the next deadline.
-    pub(crate) fn expire_lingering(&mut self, now: Instant) -> Option<Instant> {
-        while let Some(&(deadline, id)) = self.lingering.front() {
-            let closing = self.get(id).is_some_and(|c| c.closing.is_some());
-            if !closing {
-                self.lingering.pop_front();
-            } else if deadline <= now {
-                self.lingering.pop_front();
-                let reason = self
-                    .get_mut(id)
-                    .and_then(|c| c.closing.take())
-                    .unwrap_or(CloseReason::Local);
-                log::debug!("connection {id}: queued output not written in time; closing");
-                self.abort(id, reason);
-            } else {
-                return Some(deadline);
-            }
-        }
-        None
     }
 
     /// Flush, then `shutdown(SHUT_WR)`; reading goes on.
@@ -326,27 +407,22 @@ impl Core {
         let Some(mut conn) = s.conn.take() else {
             return;
         };
-        // Generations stay in 1..2^31 so a connection token never equals a reserved token.
-        s.generation = (s.generation % 0x7fff_ffff) + 1;
-        self.free.push(id.slot() as u32);
+        s.generation = s.generation.wrapping_add(1).max(1);
+        self.free.push_back(id.slot() as u32);
         self.count -= 1;
         self.slot_freed = true;
         conn.discard_output();
         let mut inbound_tx = None;
         let mut shared_state = None;
+        let mut parked = VecDeque::new();
         if let Some(mut extra) = conn.extra.take() {
             if let Some(sh) = &extra.shared {
-                let state = match &reason {
-                    CloseReason::Reset => shared::CLOSED_RESET,
-                    CloseReason::Error(_) => shared::CLOSED_ERROR,
-                    CloseReason::Shutdown => shared::CLOSED_SHUTDOWN,
-                    _ => shared::CLOSED,
-                };
-                sh.state.store(state, SeqCst);
+                sh.state.store(state_for(&reason), SeqCst);
                 sh.write_waker.wake();
             }
             inbound_tx = extra.inbound_tx.take();
             shared_state = extra.shared.take();
+            parked = std::mem::take(&mut extra.parked);
         }
         let face = conn.face;
         // Closing the fd also removes it from the epoll set: it is never dup'ed.
@@ -357,20 +433,162 @@ impl Core {
             reason,
             inbound_tx,
             shared: shared_state,
+            parked,
         });
+    }
+
+    /// Ends connection `id` now with a reset (RST) instead of a FIN, so the peer can tell that
+    /// what it received is incomplete: for a reply given up on.
+    pub(crate) fn reset(&mut self, id: ConnId, reason: CloseReason) {
+        if let Some(conn) = self.get(id) {
+            if let Err(e) = sys::set_linger_zero(conn.fd.as_fd()) {
+                log::debug!("connection {id}: {e}");
+            }
+        }
+        self.abort(id, reason);
+    }
+
+    /// Every connection's shared state marked closed and every waiter woken, without calling
+    /// any face: for a reactor thread that is unwinding. Sinks, flushes and streams then fail
+    /// or end instead of waiting for a reactor that is gone.
+    pub(crate) fn fail_all(&mut self) {
+        for slot in self.slots.iter_mut() {
+            let Some(mut conn) = slot.conn.take() else {
+                continue;
+            };
+            if let Some(mut extra) = conn.extra.take() {
+                if let Some(sh) = &extra.shared {
+                    sh.state.store(shared::CLOSED_ERROR, SeqCst);
+                    *sh.inbound_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(
+                        io::Error::other("the server's reactor thread ended abnormally"),
+                    );
+                    sh.write_waker.wake();
+                }
+                if let Some(tx) = extra.inbound_tx.take() {
+                    tx.close();
+                }
+            }
+        }
+        self.count = 0;
+    }
+
+    /// Arms the wheel for connection `id`'s nearest deadline, unless an entry at or before it
+    /// exists (that entry re-checks when it comes due).
+    pub(crate) fn arm(&mut self, id: ConnId) {
+        let linger = self.linger_ms();
+        let defaults = self.cfg.timeouts;
+        let Some(conn) = self.get_mut(id) else { return };
+        let Some((at, _)) = next_deadline(conn, &defaults, linger) else {
+            return;
+        };
+        let tick = self.wheel.tick_for(at);
+        let conn = self.get_mut(id).expect("looked up above");
+        if conn.wheel_at == 0 || tick < conn.wheel_at {
+            conn.wheel_at = tick;
+            self.wheel.insert(id, tick);
+        }
+    }
+
+    /// How long a close with output queued waits for write progress before giving up.
+    fn linger_ms(&self) -> u64 {
+        self.cfg
+            .timeouts
+            .write_stall
+            .unwrap_or(self.cfg.shutdown_deadline.as_millis() as u64)
+    }
+
+    /// Checks a due wheel entry (`tick` is the one it was filed under): what expired, if
+    /// anything; otherwise the entry is filed again at the connection's next deadline.
+    pub(crate) fn check_due(&mut self, id: ConnId, tick: u64) -> Option<Due> {
+        let now = self.now_ms;
+        let linger = self.linger_ms();
+        let defaults = self.cfg.timeouts;
+        let conn = self.get_mut(id)?;
+        if conn.wheel_at != tick {
+            // Stale: the connection was filed again at an earlier tick since.
+            return None;
+        }
+        conn.wheel_at = 0;
+        let (at, due) = next_deadline(conn, &defaults, linger)?;
+        if at > now {
+            self.arm(id);
+            return None;
+        }
+        if matches!(due, Due::Timer) {
+            conn.timer_at = 0;
+        }
+        Some(due)
+    }
+
+    /// Sets (or with `None` clears) the user timer of `id`.
+    pub(crate) fn set_timer(&mut self, id: ConnId, after: Option<std::time::Duration>) {
+        let now = self.now_ms;
+        let Some(conn) = self.get_mut(id) else { return };
+        conn.timer_at = match after {
+            Some(d) => now + (d.as_millis().min(u64::MAX as u128 / 2) as u64).max(1),
+            None => 0,
+        };
+        self.arm(id);
+    }
+
+    /// Overrides one timeout of `id`.
+    pub(crate) fn set_timeout(
+        &mut self,
+        id: ConnId,
+        which: crate::Timeout,
+        after: Option<std::time::Duration>,
+    ) {
+        let defaults = self.cfg.timeouts;
+        let now = self.now_ms;
+        let Some(conn) = self.get_mut(id) else { return };
+        if which == crate::Timeout::Idle {
+            // The new idle time counts from now, not from a read long ago.
+            conn.last_in_ms = conn.last_in_ms.max(now);
+        }
+        conn.extra()
+            .timeouts
+            .get_or_insert(defaults)
+            .set(which, after);
+        self.arm(id);
     }
 
     /// Flushes connection `id`, then applies what an empty queue allows (close, half-close,
     /// resume reading).
     pub(crate) fn flush(&mut self, id: ConnId) {
         let low = self.cfg.out_low_water;
+        let now = self.now_ms;
+        let stall_by_default = self.cfg.timeouts.write_stall.is_some();
         let Some(conn) = self.get_mut(id) else { return };
         conn.in_dirty = false;
-        if let Err(e) = conn.flush() {
-            let reason = reason_for(e);
-            self.abort(id, reason);
+        let written = match conn.flush() {
+            Ok(n) => n,
+            Err(e) => {
+                let reason = reason_for(e);
+                self.abort(id, reason);
+                return;
+            }
+        };
+        if !conn.out.is_empty() {
+            // Stuck output: the write-stall and linger clocks run from the last progress.
+            if written > 0 || conn.progress_ms == 0 {
+                conn.progress_ms = now;
+            }
+            let watched = conn.closing.is_some()
+                || stall_by_default
+                || conn
+                    .extra
+                    .as_ref()
+                    .is_some_and(|e| e.timeouts.is_some_and(|t| t.write_stall.is_some()));
+            if watched {
+                self.arm(id);
+            }
+            let Some(conn) = self.get_mut(id) else { return };
+            if conn.read.is_paused_for(PAUSE_OUTPUT) && conn.queued_bytes() <= low {
+                self.resume_reading(id, PAUSE_OUTPUT);
+            }
             return;
         }
+        conn.progress_ms = 0;
         if conn.out.is_empty() {
             if conn.closing.is_some() {
                 let reason = conn.closing.take().unwrap_or(CloseReason::Local);
@@ -389,6 +607,65 @@ impl Core {
             self.resume_reading(id, PAUSE_OUTPUT);
         }
     }
+}
+
+/// The state handles see for a connection closed for `reason`.
+fn state_for(reason: &CloseReason) -> u8 {
+    match reason {
+        CloseReason::Reset => shared::CLOSED_RESET,
+        CloseReason::Error(_) => shared::CLOSED_ERROR,
+        CloseReason::Shutdown => shared::CLOSED_SHUTDOWN,
+        CloseReason::TimedOut => shared::CLOSED_TIMEDOUT,
+        _ => shared::CLOSED,
+    }
+}
+
+/// The nearest deadline of `conn` (reactor milliseconds) and what happens then.
+///
+/// ```text
+///  deadline     | applies while                                  | from             | then
+/// --------------+------------------------------------------------+------------------+---------------
+///  user timer   | set                                            | set_timer        | on_timer
+///  first byte   | nothing received yet, reading                  | open             | close
+///  idle         | reading (not paused, no end of file)           | last bytes in    | close
+///  write stall  | output stuck, timeout set                      | last progress    | reset
+///  linger       | closing with output stuck                      | last progress    | reset
+/// ```
+fn next_deadline(conn: &Conn, defaults: &Timeouts, linger_ms: u64) -> Option<(u64, Due)> {
+    let t = conn
+        .extra
+        .as_ref()
+        .and_then(|e| e.timeouts)
+        .unwrap_or(*defaults);
+    let mut best: Option<(u64, Due)> = None;
+    let mut consider = |at: u64, due: Due| {
+        if best.as_ref().map_or(true, |(b, _)| at < *b) {
+            best = Some((at, due));
+        }
+    };
+    if conn.timer_at != 0 {
+        consider(conn.timer_at, Due::Timer);
+    }
+    let reading = conn.closing.is_none() && !conn.read.is_finished() && !conn.read.is_paused();
+    if reading {
+        if let (false, Some(fb)) = (conn.got_first_byte, t.first_byte) {
+            consider(conn.last_in_ms + fb, Due::TimedOut { reset: false });
+        }
+        if let Some(idle) = t.idle {
+            consider(conn.last_in_ms + idle, Due::TimedOut { reset: false });
+        }
+    }
+    if conn.progress_ms != 0 && !conn.out.is_empty() {
+        let stall = if conn.closing.is_some() {
+            Some(t.write_stall.unwrap_or(linger_ms))
+        } else {
+            t.write_stall
+        };
+        if let Some(stall) = stall {
+            consider(conn.progress_ms + stall, Due::TimedOut { reset: true });
+        }
+    }
+    best
 }
 
 /// The close reason an I/O error stands for.

@@ -19,14 +19,16 @@ mod accept;
 mod conn;
 mod core;
 mod pool;
+mod wheel;
 
 use self::accept::Listener;
 use self::conn::SocketSource;
 pub(crate) use self::conn::{Conn, Extra, Framer, PAUSE_CONSUMER, PAUSE_USER};
 pub(crate) use self::core::{Closed, Core};
+use self::core::Due;
 use crate::codec::{decode_all, decode_eof_all};
 use crate::config::Config;
-use crate::error::CloseReason;
+use crate::error::{catch_panic, CloseReason};
 use crate::handler::ConnInfo;
 use crate::id::ConnId;
 use crate::read_path::Step;
@@ -70,6 +72,16 @@ pub(crate) trait Face: Send {
     fn idle(&mut self, core: &mut Core) {
         let _ = core;
     }
+    /// The user timer of connection `id` fired.
+    fn timer(&mut self, core: &mut Core, id: ConnId) {
+        let _ = (core, id);
+    }
+    /// The last `Incoming` is gone: close what it buffered; refuse what comes later.
+    fn incoming_dropped(&mut self, core: &mut Core) {
+        let _ = core;
+    }
+    /// The reactor thread is unwinding: end every hand-off without calling user code.
+    fn abandon(&mut self) {}
     /// Whether the face can take another connection now (the async face's `incoming` is bounded).
     fn can_accept(&self) -> bool {
         true
@@ -105,6 +117,26 @@ pub(crate) struct Reactor {
     frames: Vec<Bytes>,
     next_tick: Option<Instant>,
     deadline: Option<Instant>,
+    /// Wheel entries due this turn (kept to reuse the allocation).
+    due: Vec<(ConnId, u64)>,
+    /// `finish` ran: the drop guard has nothing to do.
+    finished: bool,
+}
+
+/// The drop guard: if the loop ends without `finish` (a panic in the reactor's own code), every
+/// connection's state is marked closed and every waiter woken, so no task hangs on a dead server.
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        log::error!("the reactor thread ended abnormally; failing every connection");
+        self.core.fail_all();
+        for face in self.faces.iter_mut() {
+            face.abandon();
+        }
+        self.core.shared.set_finished();
+    }
 }
 
 impl Reactor {
@@ -138,6 +170,8 @@ impl Reactor {
             frames: Vec::new(),
             next_tick,
             deadline: None,
+            due: Vec::new(),
+            finished: false,
         })
     }
 
@@ -175,18 +209,20 @@ impl Reactor {
             }
             let now = Instant::now();
             let timeout = self.timeout(now);
-            let commands_waiting = self.core.shared.prepare_sleep();
+            let commands_waiting =
+                self.core.shared.prepare_sleep() || !self.core.deferred.is_empty();
             let timeout = if commands_waiting { 0 } else { timeout };
             let n = self.core.epoll.wait(&mut self.events, timeout)?;
             self.core.shared.awake();
             let now = Instant::now();
+            self.core.set_now(now);
             // Idle means no event, no command and no connection left to read from: a loop
             // that is draining connections turn after turn (timeout 0, no new edges) is busy.
             let busy = n > 0 || commands_waiting || !self.core.ready.is_empty();
             if let (Some(t), Some(tick)) = (self.next_tick, self.core.cfg.tick) {
-                if busy {
+                if busy || self.core.stopping {
                     self.next_tick = Some(now + tick);
-                } else if now >= t && !self.core.stopping {
+                } else if now >= t {
                     self.next_tick = Some(now + tick);
                     self.faces[0].idle(&mut self.core);
                 }
@@ -204,13 +240,53 @@ impl Reactor {
                 }
             }
             self.accept_due(now);
-            self.core.expire_lingering(now);
+            self.expire_deadlines();
             self.settle();
             self.resize_events(n, now);
         }
     }
 
-    /// Milliseconds `epoll_wait` may block: until the next tick, accept retry or stop deadline.
+    /// Handles the wheel entries that came due: user timers, timeouts, close lingers.
+    fn expire_deadlines(&mut self) {
+        let mut due = std::mem::take(&mut self.due);
+        self.core.wheel.expire(self.core.now_ms, &mut due);
+        for (id, tick) in due.drain(..) {
+            match self.core.check_due(id, tick) {
+                None => {}
+                Some(Due::Timer) => {
+                    let Some(face) = self.core.get(id).map(|c| c.face) else {
+                        continue;
+                    };
+                    self.faces[face].timer(&mut self.core, id);
+                    self.core.arm(id);
+                }
+                Some(Due::TimedOut { reset: true }) => {
+                    log::debug!("connection {id}: no write progress in time; resetting");
+                    // A stop gave the connection its deadline: it ends as part of the stop.
+                    let stopping = self
+                        .core
+                        .get(id)
+                        .is_some_and(|c| matches!(c.closing, Some(CloseReason::Shutdown)));
+                    let reason = if stopping {
+                        CloseReason::Shutdown
+                    } else {
+                        CloseReason::TimedOut
+                    };
+                    self.core.reset(id, reason);
+                }
+                Some(Due::TimedOut { reset: false }) => {
+                    log::debug!("connection {id}: timed out waiting for the peer");
+                    self.core.close(id, CloseReason::TimedOut);
+                    // Queued output still goes out, under the linger time.
+                    self.core.arm(id);
+                }
+            }
+        }
+        self.due = due;
+    }
+
+    /// Milliseconds `epoll_wait` may block: until the next tick, accept retry, connection
+    /// deadline or stop deadline.
     fn timeout(&self, now: Instant) -> i32 {
         if !self.core.ready.is_empty() || self.listeners.iter().flatten().any(|l| l.hot) {
             return 0;
@@ -220,14 +296,16 @@ impl Reactor {
         if self.core.slot_freed && self.listeners.iter().flatten().any(|l| l.pending) {
             return 0;
         }
-        let mut next: Option<Instant> = self.next_tick;
+        // While stopping, the idle tick does not fire, so it must not shorten the wait either
+        // (a tick time in the past would make every wait return at once: a spin).
+        let mut next: Option<Instant> = self.next_tick.filter(|_| !self.core.stopping);
         for l in self.listeners.iter().flatten() {
             if let Some(at) = l.retry_at {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
-        let linger = self.core.lingering.front().map(|&(at, _)| at);
-        for d in [self.deadline, linger].into_iter().flatten() {
+        let wheel = self.core.wheel.next_due_ms().map(|ms| self.core.instant_of(ms));
+        for d in [self.deadline, wheel].into_iter().flatten() {
             next = Some(next.map_or(d, |n| n.min(d)));
         }
         match next {
@@ -253,13 +331,16 @@ impl Reactor {
             }
             return;
         }
-        let id = ConnId(token);
-        let Some(conn) = self.core.get_mut(id) else {
+        let Some(id) = self.core.id_of_token(token) else {
             // A stale event for a connection closed earlier in this batch.
             return;
         };
+        let conn = self.core.get_mut(id).expect("the token names a live connection");
+        if bits & sys::EV_PRI != 0 {
+            conn.read.on_urgent();
+        }
         let hangup = bits & (sys::EV_ERR | sys::EV_HUP) != 0;
-        let read_bits = hangup || bits & (sys::EV_IN | sys::EV_RDHUP) != 0;
+        let read_bits = hangup || bits & (sys::EV_IN | sys::EV_RDHUP | sys::EV_PRI) != 0;
         if hangup || bits & sys::EV_RDHUP != 0 {
             // HUP/ERR can arrive without EPOLLIN (smol-rs/smol#134): reading finds the EOF or error.
             conn.read.on_hangup();
@@ -293,15 +374,21 @@ impl Reactor {
             return;
         };
         conn.read.begin_turn();
+        let now_ms = self.core.now_ms;
         loop {
             let Some(conn) = self.core.get_mut(id) else {
                 return;
             };
-            let buffered = conn
-                .extra
-                .as_ref()
-                .and_then(|e| e.framer.as_ref())
-                .map(|f| (f.buf.len(), f.decoder.max_buffered()));
+            let buffered = match conn.extra.as_ref().and_then(|e| e.framer.as_ref()) {
+                None => None,
+                Some(f) => match catch_panic("the framing's decoder", || f.decoder.max_buffered()) {
+                    Ok(max) => Some((f.buf.len(), max)),
+                    Err(e) => {
+                        self.core.abort(id, CloseReason::Error(e));
+                        return;
+                    }
+                },
+            };
             let limit = match buffered {
                 Some((len, max)) => max
                     .saturating_sub(len)
@@ -315,6 +402,8 @@ impl Reactor {
             );
             match step {
                 Step::Data(n) => {
+                    conn.last_in_ms = now_ms;
+                    conn.got_first_byte = true;
                     if !self.decode(id, n) {
                         return;
                     }
@@ -348,7 +437,12 @@ impl Reactor {
             None => frames.push(self.pool.take(&mut self.scratch, n)),
             Some(framer) => {
                 framer.buf.extend_from_slice(&self.scratch[..n]);
-                failed = decode_all(&mut *framer.decoder, &mut framer.buf, &mut frames).err();
+                // A panicking decoder is user code failing for this connection only.
+                failed = catch_panic("the framing's decoder", || {
+                    decode_all(&mut *framer.decoder, &mut framer.buf, &mut frames)
+                })
+                .and_then(|r| r)
+                .err();
             }
         }
         let alive = self.deliver(id, &mut frames);
@@ -391,7 +485,11 @@ impl Reactor {
         let mut frames = std::mem::take(&mut self.frames);
         let mut failed = None;
         if let Some(framer) = conn.extra.as_mut().and_then(|e| e.framer.as_mut()) {
-            failed = decode_eof_all(&mut *framer.decoder, &mut framer.buf, &mut frames).err();
+            failed = catch_panic("the framing's decoder", || {
+                decode_eof_all(&mut *framer.decoder, &mut framer.buf, &mut frames)
+            })
+            .and_then(|r| r)
+            .err();
         }
         let alive = self.deliver(id, &mut frames);
         self.frames = frames;
@@ -412,6 +510,8 @@ impl Reactor {
 
     fn run_commands(&mut self) {
         let mut commands = std::mem::take(&mut self.commands);
+        // Commands a send took out of the queue early come first: they are older.
+        commands.append(&mut self.core.deferred);
         self.core.shared.take_commands(&mut commands);
         for cmd in commands.drain(..) {
             match cmd {
@@ -425,9 +525,34 @@ impl Reactor {
                 Command::ShutdownWrite(id) => self.core.shutdown_write(id),
                 Command::InboundResume(id) => self.inbound_resume(id),
                 Command::AcceptResume => self.core.slot_freed = true,
+                Command::Fail(id, e) => self.core.abort(id, CloseReason::Error(e)),
+                Command::SetTimeout(id, which, after) => self.core.set_timeout(id, which, after),
+                Command::IncomingDropped => self.incoming_dropped(),
+                Command::InjectPanic => panic!("panic injected by ServerHandle::inject_panic"),
             }
         }
         self.commands = commands;
+    }
+
+    /// Nobody will take async connections any more: close the async listeners (new clients
+    /// are refused by the kernel) and the connections buffered for `Incoming`.
+    fn incoming_dropped(&mut self) {
+        let mut closed = Vec::new();
+        for slot in self.listeners.iter_mut() {
+            if slot
+                .as_ref()
+                .is_some_and(|l| l.face == crate::server::ASYNC_FACE)
+            {
+                closed.extend(slot.take().map(|l| l.addr));
+            }
+        }
+        if !closed.is_empty() {
+            log::warn!(
+                "every Incoming was dropped: closing the async listeners {closed:?} \
+                 (take Server::incoming() before spawn or run to serve them)"
+            );
+        }
+        self.faces[crate::server::ASYNC_FACE].incoming_dropped(&mut self.core);
     }
 
     /// The async consumer caught up: offer the parked frames, then read again.
@@ -498,12 +623,18 @@ impl Reactor {
 
     fn finish(&mut self) {
         for id in self.core.ids() {
-            self.core.abort(id, CloseReason::Shutdown);
+            // Output still queued at the deadline is lost: reset, so the peer can tell.
+            if self.core.get(id).is_some_and(|c| !c.out.is_empty()) {
+                self.core.reset(id, CloseReason::Shutdown);
+            } else {
+                self.core.abort(id, CloseReason::Shutdown);
+            }
         }
         self.settle();
         for face in self.faces.iter_mut() {
             face.shutdown(&mut self.core);
         }
+        self.finished = true;
         self.core.shared.set_finished();
     }
 

@@ -54,6 +54,8 @@ pub(crate) const EV_RDHUP: u32 = libc::EPOLLRDHUP as u32;
 pub(crate) const EV_HUP: u32 = libc::EPOLLHUP as u32;
 pub(crate) const EV_ERR: u32 = libc::EPOLLERR as u32;
 pub(crate) const EV_ET: u32 = libc::EPOLLET as u32;
+/// TCP urgent data arrived (the read stops short at its mark).
+pub(crate) const EV_PRI: u32 = libc::EPOLLPRI as u32;
 
 /// One readiness event as `epoll_wait` reports it.
 pub(crate) type Event = libc::epoll_event;
@@ -384,6 +386,27 @@ pub(crate) fn set_nodelay(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
         .map_err(|e| context(e, "setsockopt(TCP_NODELAY)"))
 }
 
+/// `setsockopt(SO_LINGER, {on, 0})`: closing the socket then sends a reset (RST) and drops
+/// unsent data, so the peer can tell an abandoned transfer from a complete one.
+pub(crate) fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let value = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: passes a pointer to a live `linger` and its exact size; fd is open.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&value as *const libc::linger).cast(),
+            mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+    .map_err(|e| context(e, "setsockopt(SO_LINGER)"))
+}
+
 /// `getsockopt(SO_ERROR)`: the pending error of a socket, if any.
 pub(crate) fn socket_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
     let mut value: libc::c_int = 0;
@@ -473,12 +496,31 @@ pub(crate) fn set_errno(value: i32) {
     unsafe { *libc::__errno_location() = value };
 }
 
-/// Whether an accept error concerns only the one connection being accepted (it was aborted
-/// by the peer before we took it), so accepting should simply go on.
+/// Whether an accept error concerns only the one connection being accepted, so accepting
+/// should simply go on (no back-off: fds are not exhausted).
+///
+/// `accept(2)` says: "Linux accept() passes already-pending network errors on the new socket as
+/// an error code from accept() [...] For reliable operation the application should detect the
+/// network errors defined for the protocol after accept() and treat them like EAGAIN by
+/// retrying. In the case of TCP/IP, these are ENETDOWN, EPROTO, ENOPROTOOPT, EHOSTDOWN, ENONET,
+/// EHOSTUNREACH, EOPNOTSUPP, and ENETUNREACH." ECONNABORTED (the peer gave up before we took
+/// it), EPERM (a firewall rule) and EINTR belong with them.
 pub(crate) fn is_transient_accept_error(err: &io::Error) -> bool {
     matches!(
         err.raw_os_error(),
-        Some(libc::ECONNABORTED) | Some(libc::EPROTO) | Some(libc::EPERM) | Some(libc::EINTR)
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::EINTR
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
     )
 }
 
