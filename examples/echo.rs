@@ -2,15 +2,18 @@
 //!
 //! ```text
 //! cargo run --example echo -- [ADDR] [--executor tokio|tokio-mt|smol|futures]
+//!     [--idle-timeout SECS] [--first-byte-timeout SECS] [--write-stall-timeout SECS]
 //! ```
 //!
 //! ADDR defaults to 127.0.0.1:7878 and the executor to tokio (current-thread runtime). The
-//! echo code is the same for every executor: only `spawn` differs. Prints `listening on <addr>`
-//! first, and stops gracefully on SIGINT or SIGTERM.
+//! echo code is the same for every executor: only `spawn` differs. The timeouts are off unless
+//! given (fractions allowed); a timed-out connection's stream yields `Err(TimedOut)`. Prints
+//! `listening on <addr>` first, and stops gracefully on SIGINT or SIGTERM.
 
 use epoll_server::{Connection, Incoming, Server};
 use futures::{SinkExt, StreamExt};
 use std::io::{self, Write};
+use std::time::Duration;
 
 /// Echoes one connection: every inbound buffer goes back out, in order. `feed` queues without
 /// waiting for the kernel (the reactor writes it anyway); closing the sink at the peer's end of
@@ -33,17 +36,32 @@ async fn serve(mut incoming: Incoming, spawn: impl Fn(Connection)) {
 fn main() -> io::Result<()> {
     let mut addr = "127.0.0.1:7878".to_string();
     let mut executor = "tokio".to_string();
+    let mut builder = Server::builder().max_fds(65_536);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--executor" => executor = args.next().unwrap_or_default(),
-            other => addr = other.to_string(),
-        }
+        let mut secs = || -> Duration {
+            args.next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .map(Duration::from_secs_f64)
+                .unwrap_or_else(|| usage(&format!("{arg} needs a number of seconds")))
+        };
+        builder = match arg.as_str() {
+            "--idle-timeout" => builder.idle_timeout(secs()),
+            "--first-byte-timeout" => builder.first_byte_timeout(secs()),
+            "--write-stall-timeout" => builder.write_stall_timeout(secs()),
+            "--executor" => {
+                executor = args.next().unwrap_or_default();
+                builder
+            }
+            flag if flag.starts_with("--") => usage(&format!("unknown option {flag}")),
+            other => {
+                addr = other.to_string();
+                builder
+            }
+        };
     }
-    let server = Server::builder()
-        .max_fds(65_536)
-        .bind_async(addr.as_str())?
-        .build_async()?;
+    let server = builder.bind_async(addr.as_str())?.build_async()?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
     println!("listening on {}", server.local_addr());
     io::stdout().flush()?;
@@ -86,7 +104,18 @@ fn main() -> io::Result<()> {
 }
 
 fn log_error(e: &io::Error) {
-    if e.kind() != io::ErrorKind::ConnectionReset {
+    if !matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::TimedOut
+    ) {
         eprintln!("connection: {e}");
     }
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!(
+        "{problem}\nusage: echo [ADDR] [--executor tokio|tokio-mt|smol|futures] \
+         [--idle-timeout SECS] [--first-byte-timeout SECS] [--write-stall-timeout SECS]"
+    );
+    std::process::exit(2)
 }

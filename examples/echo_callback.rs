@@ -1,13 +1,19 @@
 //! Echo server on the callback face: every byte a client sends comes back to it.
 //!
 //! ```text
-//! cargo run --example echo_callback -- [ADDR]      # default 127.0.0.1:7878
+//! cargo run --example echo_callback -- [ADDR] [--idle-timeout SECS] [--first-byte-timeout SECS]
+//!                                           [--write-stall-timeout SECS]
 //! ```
 //!
-//! Prints `listening on <addr>` first, and stops gracefully on SIGINT or SIGTERM.
+//! ADDR defaults to 127.0.0.1:7878. The timeouts are off unless given (fractions allowed):
+//! a connection silent for `--idle-timeout`, or that sent nothing within
+//! `--first-byte-timeout`, is closed; one whose output made no progress for
+//! `--write-stall-timeout` is reset. Prints `listening on <addr>` first, and stops gracefully on
+//! SIGINT or SIGTERM.
 
-use epoll_server::{Bytes, ConnId, Context, Handler, Server};
+use epoll_server::{Builder, Bytes, ConnId, Context, Handler, Server};
 use std::io::Write;
+use std::time::Duration;
 
 struct Echo;
 
@@ -23,15 +29,44 @@ impl Handler for Echo {
 }
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:7878".into());
-    let server = Server::builder()
-        .max_fds(65_536)
-        .bind(addr.as_str())?
-        .build(Echo)?;
+    let (addr, builder) = parse_args(Server::builder().max_fds(65_536));
+    let server = builder.bind(addr.as_str())?.build(Echo)?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
     println!("listening on {}", server.local_addr());
     std::io::stdout().flush()?;
     server.run()
+}
+
+/// The listen address and the timeout options; exits with a usage message on a bad argument.
+fn parse_args(mut builder: Builder) -> (String, Builder) {
+    let mut addr = "127.0.0.1:7878".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut secs = |name: &str| -> Duration {
+            args.next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .map(Duration::from_secs_f64)
+                .unwrap_or_else(|| usage(&format!("{name} needs a number of seconds")))
+        };
+        builder = match arg.as_str() {
+            "--idle-timeout" => builder.idle_timeout(secs(&arg)),
+            "--first-byte-timeout" => builder.first_byte_timeout(secs(&arg)),
+            "--write-stall-timeout" => builder.write_stall_timeout(secs(&arg)),
+            flag if flag.starts_with("--") => usage(&format!("unknown option {flag}")),
+            other => {
+                addr = other.to_string();
+                builder
+            }
+        };
+    }
+    (addr, builder)
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!(
+        "{problem}\nusage: echo_callback [ADDR] [--idle-timeout SECS] \
+         [--first-byte-timeout SECS] [--write-stall-timeout SECS]"
+    );
+    std::process::exit(2)
 }
