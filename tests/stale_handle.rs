@@ -119,3 +119,52 @@ fn id_of_closed_connection_is_refused_by_context() {
     );
     server.stop_and_join().unwrap();
 }
+
+/// Defect 8 of the review: slots were reused last-in first-out, so heavy churn concentrated
+/// every reuse (and every generation bump) on one slot. Freed slots now wait their turn.
+#[test]
+fn freed_slots_are_reused_first_in_first_out() {
+    let (handler, events) = Recorder::echo();
+    let server = common::spawn(Builder::new(), handler);
+    let addr = server.local_addr();
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..3u8 {
+        let mut c = connect(addr);
+        assert_echo(&mut c, &[i]);
+        ids.push(events.open().id);
+        clients.push(c);
+    }
+    // Free A's slot, then B's: the next connection must get A's slot (first freed).
+    let slot = |id: ConnId| {
+        id.to_string()
+            .trim_start_matches('#')
+            .split('.')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    for (n, client) in clients.drain(..2).enumerate() {
+        drop(client);
+        assert!(matches!(events.closed(ids[n]), CloseReason::PeerClosed));
+    }
+    let mut d = connect(addr);
+    assert_echo(&mut d, b"d");
+    let d_id = events.open().id;
+    assert_eq!(
+        slot(d_id),
+        slot(ids[0]),
+        "{d_id} should reuse {}'s slot",
+        ids[0]
+    );
+    let mut e = connect(addr);
+    assert_echo(&mut e, b"e");
+    let e_id = events.open().id;
+    assert_eq!(
+        slot(e_id),
+        slot(ids[1]),
+        "{e_id} should reuse {}'s slot",
+        ids[1]
+    );
+    assert_ne!(d_id, ids[0]);
+}

@@ -534,3 +534,33 @@ pub(crate) fn is_reset(err: &io::Error) -> bool {
             | Some(libc::ECONNABORTED)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Defect 9 of the review: the network errors `accept(2)` says to treat like EAGAIN made
+    /// the listener back off as if fds were exhausted.
+    #[test]
+    fn accept_errors_of_one_connection_do_not_back_off() {
+        for errno in [
+            libc::ENETDOWN,
+            libc::EPROTO,
+            libc::ENOPROTOOPT,
+            libc::EHOSTDOWN,
+            libc::ENONET,
+            libc::EHOSTUNREACH,
+            libc::EOPNOTSUPP,
+            libc::ENETUNREACH,
+            libc::ECONNABORTED,
+            libc::EINTR,
+        ] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert!(is_transient_accept_error(&e), "{e} should not back off");
+        }
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert!(!is_transient_accept_error(&e), "{e} must back off");
+        }
+    }
+}
