@@ -313,7 +313,9 @@ impl Face for CallbackFace {
 
     fn read_finished(&mut self, core: &mut Core, id: ConnId) {
         // The peer is done sending; by default, answer what it sent, then close.
-        self.run(core, Some(id), "on_peer_eof", |h, ctx| h.on_peer_eof(ctx, id));
+        self.run(core, Some(id), "on_peer_eof", |h, ctx| {
+            h.on_peer_eof(ctx, id)
+        });
     }
 
     fn timer(&mut self, core: &mut Core, id: ConnId) {

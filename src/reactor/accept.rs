@@ -178,10 +178,8 @@ impl Reactor {
                         log::debug!("{e}");
                     }
                     drop(conn);
-                    let err = io::Error::new(
-                        e.kind(),
-                        format!("connection from {peer} refused: {e}"),
-                    );
+                    let err =
+                        io::Error::new(e.kind(), format!("connection from {peer} refused: {e}"));
                     self.faces[face].error(&mut self.core, None, err);
                     return;
                 }

@@ -24,8 +24,8 @@ mod wheel;
 use self::accept::Listener;
 use self::conn::SocketSource;
 pub(crate) use self::conn::{Conn, Extra, Framer, PAUSE_CONSUMER, PAUSE_USER};
-pub(crate) use self::core::{Closed, Core};
 use self::core::Due;
+pub(crate) use self::core::{Closed, Core};
 use crate::codec::{decode_all, decode_eof_all};
 use crate::config::Config;
 use crate::error::{catch_panic, CloseReason};
@@ -304,7 +304,11 @@ impl Reactor {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
-        let wheel = self.core.wheel.next_due_ms().map(|ms| self.core.instant_of(ms));
+        let wheel = self
+            .core
+            .wheel
+            .next_due_ms()
+            .map(|ms| self.core.instant_of(ms));
         for d in [self.deadline, wheel].into_iter().flatten() {
             next = Some(next.map_or(d, |n| n.min(d)));
         }
@@ -335,7 +339,10 @@ impl Reactor {
             // A stale event for a connection closed earlier in this batch.
             return;
         };
-        let conn = self.core.get_mut(id).expect("the token names a live connection");
+        let conn = self
+            .core
+            .get_mut(id)
+            .expect("the token names a live connection");
         if bits & sys::EV_PRI != 0 {
             conn.read.on_urgent();
         }
@@ -381,13 +388,15 @@ impl Reactor {
             };
             let buffered = match conn.extra.as_ref().and_then(|e| e.framer.as_ref()) {
                 None => None,
-                Some(f) => match catch_panic("the framing's decoder", || f.decoder.max_buffered()) {
-                    Ok(max) => Some((f.buf.len(), max)),
-                    Err(e) => {
-                        self.core.abort(id, CloseReason::Error(e));
-                        return;
+                Some(f) => {
+                    match catch_panic("the framing's decoder", || f.decoder.max_buffered()) {
+                        Ok(max) => Some((f.buf.len(), max)),
+                        Err(e) => {
+                            self.core.abort(id, CloseReason::Error(e));
+                            return;
+                        }
                     }
-                },
+                }
             };
             let limit = match buffered {
                 Some((len, max)) => max
