@@ -178,22 +178,32 @@ impl Context<'_> {
     /// # Examples
     ///
     /// ```
-    /// use epoll_server::{Bytes, ConnId, ConnInfo, Context, Handler};
+    /// # fn main() -> std::io::Result<()> {
+    /// use epoll_server::{Bytes, ConnId, ConnInfo, Context, Handler, Server};
+    /// use std::io::Read;
     /// use std::time::Duration;
     ///
-    /// /// Sends a ping every 30 s.
+    /// /// Sends a ping every 20 ms.
     /// struct Pinger;
     ///
     /// impl Handler for Pinger {
     ///     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnInfo) {
-    ///         ctx.set_timer(conn.id, Duration::from_secs(30));
+    ///         ctx.set_timer(conn.id, Duration::from_millis(20));
     ///     }
     ///     fn on_timer(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
     ///         let _ = ctx.send(conn, "ping\n");
-    ///         ctx.set_timer(conn, Duration::from_secs(30));
+    ///         ctx.set_timer(conn, Duration::from_millis(20));
     ///     }
     ///     fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
     /// }
+    ///
+    /// let server = Server::builder().bind("127.0.0.1:0")?.build(Pinger)?.spawn()?;
+    /// let mut client = std::net::TcpStream::connect(server.local_addr())?;
+    /// let mut pings = [0u8; 10];
+    /// client.read_exact(&mut pings)?;
+    /// assert_eq!(&pings, b"ping\nping\n");
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn set_timer(&mut self, conn: ConnId, after: Duration) {
         self.core.set_timer(conn, Some(after));
