@@ -146,6 +146,11 @@ pub fn rss_bytes(pid: u32) -> std::io::Result<u64> {
         .ok_or_else(|| std::io::Error::other("no VmRSS line"))
 }
 
+/// Open file descriptors of process `pid` (entries of `/proc/PID/fd`).
+pub fn fd_count(pid: u32) -> std::io::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
 /// Whether `perf stat -e raw_syscalls:sys_enter` works here.
 pub fn perf_supported() -> bool {
     Command::new("perf")

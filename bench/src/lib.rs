@@ -18,6 +18,11 @@
 //! the echo against the same stream, so loss, duplication, reordering,
 //! corruption and cross-connection mix-ups all fail the run.
 //!
+//! The soak scenario ([`soak`]) is separate: one server process under a
+//! steady mix of clients (ping-pong, churn, bulk, slow readers, resets and
+//! slowloris clients its timeouts must close) for minutes, its RSS, fds and
+//! CPU sampled every few seconds and judged for leaks at the end.
+//!
 //! Every server gets the same load, the same 64 KiB read buffer, the same
 //! socket options (`TCP_NODELAY`) and the same file descriptor limit (soft
 //! raised to hard); nothing is tuned per server.
@@ -31,6 +36,7 @@ pub mod loadgen;
 pub mod pattern;
 pub mod report;
 pub mod servers;
+pub mod soak;
 pub mod sys;
 
 /// Read buffer size every echo server uses, and the bulk scenario's write size.

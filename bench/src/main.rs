@@ -5,11 +5,14 @@
 //! prints a markdown table and writes it with an SVG chart to the results
 //! directory. Any verification failure or misbehaving server ends the run
 //! with a non-zero exit status and a message naming what broke.
+//! With `--soak`, runs the soak scenario instead (one server, a steady
+//! mix of clients for minutes; see `bench::soak`).
 //! See the crate docs of `bench` for the method.
 
 use bench::driver::{self, Plan};
 use bench::loadgen::{Params, Scenario};
 use bench::servers::{self, ServerCmd, BUILTIN};
+use bench::soak::{self, Mix, SoakParams, Timeouts};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,17 +37,47 @@ usage: bench [options]
   --out DIR              results directory (default bench/results)
   --smoke                tiny run of every scenario (1 round, 150 ms windows)
   --list                 print the built-in server table and exit
+
+soak: one server under a steady mix of clients for minutes (see the bench README)
+
+  --soak                 run the soak instead of the benchmark
+  --soak-duration D      length of the load, e.g. 10m, 30s (default 10m)
+  --soak-interval D      sampling interval (default 10s)
+  --soak-server NAME     built-in server or --server NAME (default lib_callback;
+                         echo_callback and echo are aliases of lib_callback and lib_tokio)
+  --soak-no-timeouts     no --idle-timeout/--first-byte-timeout/--write-stall-timeout
+                         for the server, and no slowloris clients
+  --soak-idle-timeout D  server idle timeout (default 1s)
+  --soak-first-byte-timeout D   (default 1s)
+  --soak-write-stall-timeout D  (default 2s)
+  --soak-slack D         how late a slowloris close may come after its timeout (default 2s)
+  --soak-light           the light client mix (for debug builds; what CI runs)
+  --soak-name NAME       write OUT/NAME.md and OUT/NAME.svg (default soak-<unix time>)
+  (--out, --server and --source-addrs apply too)
 ";
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("bad duration {s:?} (try 2s or 500ms)");
-    let d = if let Some(ms) = s.strip_suffix("ms") {
-        Duration::from_millis(ms.parse().map_err(|_| bad())?)
-    } else if let Some(secs) = s.strip_suffix('s') {
-        Duration::from_secs_f64(secs.parse().map_err(|_| bad())?)
-    } else {
-        Duration::from_secs_f64(s.parse().map_err(|_| bad())?)
+/// A duration: `500ms`, `2s`, `1.5` (seconds), `10m`, `1h`.
+fn parse_any_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("bad duration {s:?} (try 2s, 500ms or 10m)");
+    let secs = |v: &str, scale: f64| -> Result<Duration, String> {
+        let x: f64 = v.parse().map_err(|_| bad())?;
+        Duration::try_from_secs_f64(x * scale).map_err(|_| bad())
     };
+    if let Some(ms) = s.strip_suffix("ms") {
+        Ok(Duration::from_millis(ms.parse().map_err(|_| bad())?))
+    } else if let Some(v) = s.strip_suffix('s') {
+        secs(v, 1.0)
+    } else if let Some(v) = s.strip_suffix('m') {
+        secs(v, 60.0)
+    } else if let Some(v) = s.strip_suffix('h') {
+        secs(v, 3600.0)
+    } else {
+        secs(s, 1.0)
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_any_duration(s)?;
     if d > Duration::from_secs(60) {
         return Err("--duration is capped at 60s".into());
     }
@@ -151,6 +184,153 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
     }))
 }
 
+struct SoakCli {
+    server: ServerCmd,
+    params: SoakParams,
+    out: PathBuf,
+    name: Option<String>,
+}
+
+fn parse_soak_args(args: Vec<String>) -> Result<SoakCli, String> {
+    let mut params = SoakParams::default();
+    let mut timeouts = Timeouts::default();
+    let mut with_timeouts = true;
+    let mut server = "lib_callback".to_string();
+    let mut extra: Vec<ServerCmd> = Vec::new();
+    let mut out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results"));
+    let mut name = None;
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--soak" => {}
+            "--soak-duration" => params.duration = parse_any_duration(&val()?)?,
+            "--soak-interval" => params.interval = parse_any_duration(&val()?)?,
+            "--soak-server" => server = val()?,
+            "--soak-no-timeouts" => with_timeouts = false,
+            "--soak-idle-timeout" => timeouts.idle = parse_any_duration(&val()?)?,
+            "--soak-first-byte-timeout" => timeouts.first_byte = parse_any_duration(&val()?)?,
+            "--soak-write-stall-timeout" => timeouts.write_stall = parse_any_duration(&val()?)?,
+            "--soak-slack" => params.slack = parse_any_duration(&val()?)?,
+            "--soak-light" => params.mix = Mix::light(),
+            "--soak-name" => name = Some(val()?),
+            "--server" => extra.push(ServerCmd::parse(&val()?)?),
+            "--out" => out = PathBuf::from(val()?),
+            "--source-addrs" => {
+                let v = val()?;
+                params.source_addrs = v
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad number {v:?}"))?
+                    .min(250) as u8
+            }
+            other => {
+                return Err(format!(
+                    "unknown or non-soak argument {other:?} with --soak\n{USAGE}"
+                ))
+            }
+        }
+    }
+    params.timeouts = with_timeouts.then_some(timeouts);
+    let builtin = match server.as_str() {
+        "echo_callback" => "lib_callback",
+        "echo" => "lib_tokio",
+        other => other,
+    };
+    let server = if let Some(cmd) = extra.into_iter().find(|e| e.name == server) {
+        cmd
+    } else if let Some(b) = servers::builtin(builtin) {
+        b.resolve()
+            .map_err(|e| format!("server did not start: {}: {e}", b.name))?
+    } else {
+        return Err(format!("unknown server {server:?} (see --list)"));
+    };
+    params.validate()?;
+    Ok(SoakCli {
+        server,
+        params,
+        out,
+        name,
+    })
+}
+
+fn run_soak(args: Vec<String>) -> ExitCode {
+    let cli = match parse_soak_args(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("bench: soak: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let p = &cli.params;
+    eprintln!(
+        "bench: soak: {} for {:?}, samples every {:?}, {}",
+        cli.server.name,
+        p.duration,
+        p.interval,
+        match p.timeouts {
+            Some(t) => format!(
+                "server timeouts idle {:?}, first byte {:?}, write stall {:?}",
+                t.idle, t.first_byte, t.write_stall
+            ),
+            None => "no server timeouts, no slowloris clients".into(),
+        }
+    );
+    eprintln!(
+        "bench: soak: clients: {}",
+        p.mix.describe(p.timeouts.is_some())
+    );
+    let report = match soak::run(&cli.server, p, |s| eprintln!("{}", s.line())) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bench: soak: FAILED: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = cli.name.unwrap_or_else(|| format!("soak-{now}"));
+    let md_path = cli.out.join(format!("{name}.md"));
+    let svg_name = format!("{name}.svg");
+    let svg_path = cli.out.join(&svg_name);
+    let command = std::iter::once("bench".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let md = report.markdown(&command, &soak::utc_stamp(now), Some(&svg_name));
+    println!("{md}");
+    let written = std::fs::create_dir_all(&cli.out)
+        .map_err(|e| format!("cannot create {}: {e}", cli.out.display()))
+        .and_then(|()| {
+            std::fs::write(&md_path, &md).map_err(|e| format!("writing {}: {e}", md_path.display()))
+        })
+        .and_then(|()| report.svg(&svg_path));
+    if let Err(e) = written {
+        eprintln!("bench: soak: {e}");
+        return ExitCode::FAILURE;
+    }
+    eprintln!(
+        "bench: soak: wrote {} and {}",
+        md_path.display(),
+        svg_path.display()
+    );
+    for c in &report.checks {
+        eprintln!(
+            "bench: soak: {} {}: {}",
+            if c.pass { "pass" } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    if report.passed() {
+        eprintln!("bench: soak: PASSED");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("bench: soak: FAILED");
+        ExitCode::FAILURE
+    }
+}
+
 fn header(plan: &Plan, perf_note: &str) -> String {
     let p = &plan.params;
     format!(
@@ -178,7 +358,11 @@ fn header(plan: &Plan, perf_note: &str) -> String {
 
 fn main() -> ExitCode {
     let _ = bench::sys::raise_nofile_limit();
-    let cli = match parse_args(std::env::args().skip(1).collect()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--soak") {
+        return run_soak(args);
+    }
+    let cli = match parse_args(args) {
         Ok(Some(cli)) => cli,
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {

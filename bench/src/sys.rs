@@ -102,6 +102,17 @@ fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
 ///
 /// Returns the fd; the connection completes when it becomes writable.
 pub fn connect_nonblocking(dest: SocketAddrV4, source: Option<Ipv4Addr>) -> io::Result<RawFd> {
+    connect_nonblocking_with(dest, source, |_| Ok(()))
+}
+
+/// [`connect_nonblocking`], calling `before_connect` on the new socket
+/// first (for options that must be set before the handshake, such as
+/// buffer sizes).
+pub fn connect_nonblocking_with(
+    dest: SocketAddrV4,
+    source: Option<Ipv4Addr>,
+    before_connect: impl FnOnce(RawFd) -> io::Result<()>,
+) -> io::Result<RawFd> {
     // SAFETY: plain socket(2) call with constant arguments.
     let fd = cvt(unsafe {
         libc::socket(
@@ -112,6 +123,7 @@ pub fn connect_nonblocking(dest: SocketAddrV4, source: Option<Ipv4Addr>) -> io::
     })?;
     let res = (|| {
         set_nodelay(fd)?;
+        before_connect(fd)?;
         if let Some(ip) = source {
             // Defer port choice to connect(), so the 4-tuple (not the bare
             // port) must be unique and TIME_WAIT reuse on loopback applies.
@@ -150,6 +162,26 @@ pub fn connect_nonblocking(dest: SocketAddrV4, source: Option<Ipv4Addr>) -> io::
             Err(e)
         }
     }
+}
+
+/// Sets `SO_LINGER` to on with a zero timeout, so `close` sends a reset
+/// (RST) instead of a FIN and drops any unsent data.
+pub fn set_linger_zero(fd: RawFd) -> io::Result<()> {
+    let lin = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: the option value points at a live linger struct whose size we pass.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&lin as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
 }
 
 /// Returns the pending socket error (`SO_ERROR`), if any.
