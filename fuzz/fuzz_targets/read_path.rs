@@ -27,6 +27,8 @@ enum Event {
     Arrive(Vec<Outcome>),
     Edge,
     Hangup,
+    /// EPOLLPRI: urgent data; reads may stop short at its mark with more data behind it.
+    Urgent,
     Pause(u8),
     Resume(u8),
     /// One read turn.
@@ -91,11 +93,17 @@ fuzz_target!(|input: Input| {
     };
     let mut delivered = Vec::new();
     let mut terminal_reports = 0;
+    // Urgent data was signalled and no read has said WouldBlock since.
+    let mut urgent = false;
     for event in input.events.into_iter().take(256) {
         match event {
             Event::Arrive(outcomes) => src.script.extend(outcomes.into_iter().take(64)),
             Event::Edge => state.on_readable(),
             Event::Hangup => state.on_hangup(),
+            Event::Urgent => {
+                state.on_urgent();
+                urgent = true;
+            }
             Event::Pause(r) => state.pause(r),
             Event::Resume(r) => {
                 let _ = state.resume(r);
@@ -114,6 +122,10 @@ fuzz_target!(|input: Input| {
                             turn_bytes += n;
                             assert!(turn_bytes <= budget, "turn read {turn_bytes} > budget {budget}");
                             delivered.extend_from_slice(&buf[..n]);
+                            if urgent {
+                                // A short read may have stopped at the urgent mark.
+                                assert!(state.is_readable(), "a read after EPOLLPRI counted as drained");
+                            }
                         }
                         Step::Eof | Step::Error(_) => {
                             terminal_reports += 1;
@@ -130,6 +142,9 @@ fuzz_target!(|input: Input| {
                             break;
                         }
                         Step::Drained => {
+                            if readable_before {
+                                urgent = false;
+                            }
                             if !readable_before {
                                 assert_eq!(src.calls, calls, "a drained state read the socket");
                             }
