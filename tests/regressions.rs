@@ -604,8 +604,10 @@ fn stop_waiting_for_a_peer_that_never_reads_does_not_spin_with_a_tick_set() {
     events.closed(id);
     let used = at_close.lock().unwrap().expect("CPU time at the close") - before;
     eprintln!("stop took {wall:?} of wall time and {used:?} of the reactor's CPU");
+    // A spinning loop gets whatever CPU the machine spares (0.4-0.9 of the wall time was seen);
+    // a waiting one next to nothing.
     assert!(
-        used < Duration::from_millis(300),
+        used < wall / 10,
         "the reactor used {used:?} of CPU during a stop of {wall:?}: it spins"
     );
 }
@@ -955,7 +957,7 @@ fn zero_tick_does_not_spin_an_idle_server() {
         - start.lock().unwrap().expect("CPU at start");
     eprintln!("idle server with a zero tick: {used:?} of CPU in {wall:?}");
     assert!(
-        used < Duration::from_millis(100),
+        used < wall / 10,
         "an idle server with a zero tick used {used:?} of CPU in {wall:?}"
     );
 }
@@ -1073,7 +1075,7 @@ fn zero_accept_backoff_does_not_spin_while_fds_are_exhausted() {
     let wall = window.elapsed();
     eprintln!("fd-exhausted server with a zero back-off: {used:?} of CPU in {wall:?}");
     assert!(
-        used < Duration::from_millis(100),
+        used < wall / 10,
         "the fd-exhausted server with a zero back-off used {used:?} of CPU in {wall:?}"
     );
 }
