@@ -135,6 +135,9 @@ pub(crate) struct Conn {
     pub(crate) last_in_ms: u64,
     /// When the queued output last made progress, or got stuck; 0 while nothing is stuck.
     pub(crate) progress_ms: u64,
+    /// Unacknowledged bytes in the kernel's send queue at `progress_ms`: if the peer acknowledged
+    /// some since, it is reading, and the flush is not stalled even without a new write.
+    pub(crate) unacked_at_progress: u32,
     /// The tick of this connection's live timer-wheel entry; 0 if none.
     pub(crate) wheel_at: u64,
     /// When the user timer fires (reactor milliseconds); 0 if none is set.
@@ -159,6 +162,7 @@ impl Conn {
             got_first_byte: false,
             last_in_ms: now_ms,
             progress_ms: 0,
+            unacked_at_progress: 0,
             wheel_at: 0,
             timer_at: 0,
             extra: None,
@@ -246,6 +250,13 @@ impl Conn {
             }
         }
         Ok(total)
+    }
+
+    /// Records write progress (or the moment output got stuck) at reactor time `now`.
+    pub(crate) fn mark_progress(&mut self, now: u64) {
+        self.progress_ms = now;
+        let unacked = sys::unacked_bytes(self.fd.as_fd()).unwrap_or(0);
+        self.unacked_at_progress = unacked.min(u32::MAX as usize) as u32;
     }
 
     /// Drops `n` written bytes from the front of the queue.

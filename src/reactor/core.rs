@@ -514,6 +514,18 @@ impl Core {
             self.arm(id);
             return None;
         }
+        if matches!(due, Due::TimedOut { reset: true }) {
+            // No write for the whole time; but if the peer acknowledged bytes meanwhile, it is
+            // reading (a full send buffer only signals writable again once a third of it is
+            // free), so the flush is slow, not stalled.
+            let unacked = sys::unacked_bytes(conn.fd.as_fd()).unwrap_or(usize::MAX);
+            if unacked < conn.unacked_at_progress as usize {
+                conn.progress_ms = now;
+                conn.unacked_at_progress = unacked as u32;
+                self.arm(id);
+                return None;
+            }
+        }
         if matches!(due, Due::Timer) {
             conn.timer_at = 0;
         }
@@ -571,7 +583,7 @@ impl Core {
         if !conn.out.is_empty() {
             // Stuck output: the write-stall and linger clocks run from the last progress.
             if written > 0 || conn.progress_ms == 0 {
-                conn.progress_ms = now;
+                conn.mark_progress(now);
             }
             let watched = conn.closing.is_some()
                 || stall_by_default

@@ -407,6 +407,22 @@ pub(crate) fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
     .map_err(|e| context(e, "setsockopt(SO_LINGER)"))
 }
 
+/// `ioctl(SIOCOUTQ)`: bytes in the socket's send queue that the peer has not acknowledged yet.
+/// It shrinks while the peer reads, even when the queue is too full for a new write: that is
+/// how a stalled-looking flush tells a slow reader from one that stopped.
+pub(crate) fn unacked_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut value: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one c_int through the pointer, which points at a live c_int.
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCOUTQ,
+            &mut value as *mut libc::c_int,
+        )
+    })?;
+    Ok(value.max(0) as usize)
+}
+
 /// `getsockopt(SO_ERROR)`: the pending error of a socket, if any.
 pub(crate) fn socket_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
     let mut value: libc::c_int = 0;
