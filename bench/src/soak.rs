@@ -1512,13 +1512,10 @@ pub fn run(
     if let Some(t) = p.timeouts {
         cmd.args.extend(t.server_args());
     }
-    let cmdline = format!(
-        "{} 127.0.0.1:0 {}",
-        cmd.program.display(),
-        cmd.args.join(" ")
-    )
-    .trim_end()
-    .to_string();
+    let program = std::fs::canonicalize(&cmd.program).unwrap_or_else(|_| cmd.program.clone());
+    let cmdline = format!("{} 127.0.0.1:0 {}", program.display(), cmd.args.join(" "))
+        .trim_end()
+        .to_string();
     let server = Server::start(&cmd)
         .map_err(|e| format!("server did not start: {e}\n  command: {cmdline}"))?;
     let pid = server.pid;
@@ -2029,9 +2026,11 @@ impl Report {
                 .y_label_area_size(60)
                 .build_cartesian_2d(0f64..xmax, 0f64..ymax)
                 .map_err(|e| err(&e))?;
+            let decimals = if ymax >= 20.0 { 0 } else { 1 };
             chart
                 .configure_mesh()
                 .x_desc(format!("time since the load started ({unit})"))
+                .y_label_formatter(&|y| format!("{y:.decimals$}"))
                 .draw()
                 .map_err(|e| err(&e))?;
             for (name, ys, color) in series {
@@ -2054,6 +2053,7 @@ impl Report {
             if series.len() > 1 {
                 chart
                     .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperLeft)
                     .border_style(BLACK)
                     .background_style(WHITE.mix(0.8))
                     .draw()
