@@ -62,13 +62,20 @@ mod async_face;
 pub mod codec;
 mod config;
 mod error;
+// The hand-offs' atomic steps, public only for the loom models (tests/loom_handoff.rs).
 mod handler;
+#[cfg(not(epoll_server_loom))]
+mod handoff;
+#[cfg(epoll_server_loom)]
+#[doc(hidden)]
+pub mod handoff;
 mod id;
 mod reactor;
 pub mod read_path;
 mod server;
 mod shared;
 mod signal;
+mod sync;
 // The one module allowed to call libc: every `unsafe` block of the crate is here.
 #[allow(unsafe_code)]
 mod sys;
