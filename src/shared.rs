@@ -11,10 +11,10 @@
 
 use crate::codec::Encoder;
 use crate::error::{catch_panic, SendError, SendErrorKind};
+use crate::handoff::{PauseFlag, WakeGate, WriteProgress};
 use crate::id::ConnId;
 use crate::sys::EventFd;
 use bytes::Bytes;
-use futures::task::AtomicWaker;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -54,7 +54,8 @@ pub(crate) enum Command {
 /// State shared by the reactor and every handle of one server.
 pub(crate) struct Shared {
     waker: EventFd,
-    wake_pending: AtomicBool,
+    /// Whether a producer must write the eventfd (see the module docs; model-checked).
+    wake_gate: WakeGate,
     stop: AtomicBool,
     finished: AtomicBool,
     /// Lock-free MPSC queue (async-channel's unbounded queue; only its `try_*` calls are used).
@@ -82,7 +83,7 @@ impl Shared {
         Ok(Shared {
             waker: EventFd::new()?,
             // The reactor is not sleeping yet: nobody needs to write the eventfd.
-            wake_pending: AtomicBool::new(true),
+            wake_gate: WakeGate::new(),
             stop: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             commands_tx,
@@ -105,7 +106,7 @@ impl Shared {
 
     /// Wakes the reactor unless a wake-up is already pending or it is awake.
     pub(crate) fn wake(&self) {
-        if !self.wake_pending.swap(true, SeqCst) {
+        if self.wake_gate.should_signal() {
             self.waker.notify();
         }
     }
@@ -133,13 +134,13 @@ impl Shared {
     /// Reactor side, before `epoll_wait`: allows producers to wake us; returns whether commands
     /// are already waiting (then the wait must not block).
     pub(crate) fn prepare_sleep(&self) -> bool {
-        self.wake_pending.store(false, SeqCst);
+        self.wake_gate.prepare_sleep();
         !self.commands_rx.is_empty()
     }
 
     /// Reactor side, after `epoll_wait`: we are awake, producers need not write the eventfd.
     pub(crate) fn awake(&self) {
-        self.wake_pending.store(true, SeqCst);
+        self.wake_gate.awake();
     }
 
     /// Reactor side: takes the queued commands into `buf`.
@@ -275,23 +276,23 @@ pub(crate) struct ConnShared {
     pub(crate) server: Arc<Shared>,
     /// Bytes accepted for output and not yet written to the kernel (channel + write queue).
     pub(crate) queued: AtomicUsize,
-    /// Bytes ever accepted for output / ever written to the kernel, for `poll_flush`.
+    /// Bytes ever accepted for output, for `poll_flush`.
     pub(crate) enqueued_total: AtomicU64,
-    pub(crate) written_total: AtomicU64,
+    /// Bytes ever written to the kernel, and the waker of a sink waiting for that or for the
+    /// connection's end (woken on each write and at the close; model-checked).
+    pub(crate) progress: WriteProgress,
     /// One of the constants above.
     pub(crate) state: AtomicU8,
     /// Writes refused after a half-close.
     pub(crate) write_shut: AtomicBool,
     /// A send raced with the half-close and its bytes were dropped: flushing reports it.
     pub(crate) output_dropped: AtomicBool,
-    /// Woken when bytes are written, and when the connection closes.
-    pub(crate) write_waker: AtomicWaker,
     pub(crate) hard_limit: usize,
     pub(crate) high_water: usize,
     /// Async inbound: bytes delivered to the consumer and not yet taken by it.
     pub(crate) inbound_bytes: AtomicUsize,
-    /// Async inbound: the reactor stopped reading because the consumer lags.
-    pub(crate) inbound_paused: AtomicBool,
+    /// Async inbound: the reactor stopped reading because the consumer lags (model-checked).
+    pub(crate) inbound_paused: PauseFlag,
     /// Async inbound: the error that ended the stream, yielded after the buffered items.
     pub(crate) inbound_error: Mutex<Option<std::io::Error>>,
     /// Async inbound: frames that were parked (the consumer lagged) when the connection

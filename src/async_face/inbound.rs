@@ -56,12 +56,12 @@ impl Inbound {
     /// Tells the reactor to read again if it paused for us and we have drained enough
     /// (half the byte bound and half the items, so pauses do not flap per item).
     fn maybe_resume(&self) {
-        if !self.shared.inbound_paused.load(SeqCst) {
+        if !self.shared.inbound_paused.is_paused() {
             return;
         }
         let low = self.shared.inbound_bytes.load(SeqCst) <= self.resume_below
             && self.rx.len() <= self.rx.capacity().unwrap_or(usize::MAX) / 2;
-        if low && self.shared.inbound_paused.swap(false, SeqCst) {
+        if low && self.shared.inbound_paused.take_resume() {
             self.shared
                 .server
                 .push(Command::InboundResume(self.shared.id));
@@ -119,7 +119,7 @@ impl Drop for Inbound {
     /// still seen and the connection can end.
     fn drop(&mut self) {
         self.rx.close();
-        if self.shared.inbound_paused.swap(false, SeqCst) {
+        if self.shared.inbound_paused.take_resume() {
             self.shared
                 .server
                 .push(Command::InboundResume(self.shared.id));

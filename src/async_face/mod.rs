@@ -324,7 +324,7 @@ impl Face for AsyncFace {
         let frame = self.offer(id, extra, frame)?;
         // Full: flag the pause, then look again, so a consumer that drained in between is seen.
         if let Some(shared) = extra.shared.as_ref() {
-            shared.inbound_paused.store(true, SeqCst);
+            shared.inbound_paused.pause();
         }
         self.offer(id, extra, frame)
     }

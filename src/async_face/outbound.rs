@@ -67,10 +67,6 @@ impl Outbound {
     pub fn queued_bytes(&self) -> usize {
         self.shared.queued_bytes()
     }
-
-    fn is_flushed(&self) -> bool {
-        self.shared.written_total.load(SeqCst) >= self.sent_upto
-    }
 }
 
 impl Sink<Bytes> for Outbound {
@@ -78,20 +74,14 @@ impl Sink<Bytes> for Outbound {
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let s = &self.shared;
-        for registered in [false, true] {
+        // Check, register, check again (`WriteProgress::poll_until`): a write between the
+        // check and the registration would otherwise wake nobody.
+        s.progress.poll_until(cx, |_| {
             if let Some(e) = s.write_error() {
-                return Poll::Ready(Err(e));
+                return Some(Err(e));
             }
-            if s.queued.load(SeqCst) <= s.high_water {
-                return Poll::Ready(Ok(()));
-            }
-            if !registered {
-                // Register, then look again: a write between the check and the registration
-                // would otherwise be missed.
-                s.write_waker.register(cx.waker());
-            }
-        }
-        Poll::Pending
+            (s.queued.load(SeqCst) <= s.high_water).then_some(Ok(()))
+        })
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> io::Result<()> {
@@ -114,20 +104,17 @@ impl Sink<Bytes> for Outbound {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        for registered in [false, true] {
-            if self.is_flushed() {
-                return Poll::Ready(Ok(()));
+        let (s, upto) = (&self.shared, self.sent_upto);
+        s.progress.poll_until(cx, |progress| {
+            if progress.written() >= upto {
+                return Some(Ok(()));
             }
-            if self.shared.is_closed() || self.shared.output_dropped.load(SeqCst) {
-                return Poll::Ready(Err(self.shared.write_error().unwrap_or_else(|| {
+            (s.is_closed() || s.output_dropped.load(SeqCst)).then(|| {
+                Err(s.write_error().unwrap_or_else(|| {
                     io::Error::new(io::ErrorKind::BrokenPipe, "connection closed")
-                })));
-            }
-            if !registered {
-                self.shared.write_waker.register(cx.waker());
-            }
-        }
-        Poll::Pending
+                }))
+            })
+        })
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

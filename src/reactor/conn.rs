@@ -245,8 +245,7 @@ impl Conn {
             if let Some(s) = self.shared() {
                 use std::sync::atomic::Ordering::SeqCst;
                 s.queued.fetch_sub(total, SeqCst);
-                s.written_total.fetch_add(total as u64, SeqCst);
-                s.write_waker.wake();
+                s.progress.advance(total as u64);
             }
         }
         Ok(total)

@@ -25,6 +25,7 @@ use super::conn::{Conn, PAUSE_CLOSING, PAUSE_OUTPUT};
 use super::wheel::Wheel;
 use crate::config::{Config, Timeouts};
 use crate::error::{catch_panic, CloseReason, SendError, SendErrorKind};
+use crate::handoff::{PauseFlag, WriteProgress};
 use crate::id::ConnId;
 use crate::shared::{self, Command, ConnShared, Shared};
 use crate::sys::{self, Epoll};
@@ -191,15 +192,14 @@ impl Core {
             server,
             queued: AtomicUsize::new(queued_now),
             enqueued_total: AtomicU64::new(0),
-            written_total: AtomicU64::new(0),
+            progress: WriteProgress::new(),
             state: AtomicU8::new(shared::OPEN),
             write_shut: AtomicBool::new(closing),
             output_dropped: AtomicBool::new(false),
-            write_waker: Default::default(),
             hard_limit,
             high_water,
             inbound_bytes: AtomicUsize::new(0),
-            inbound_paused: AtomicBool::new(false),
+            inbound_paused: PauseFlag::new(),
             inbound_error: Default::default(),
             inbound_tail: Default::default(),
             out_lock: Mutex::new(encoder),
@@ -373,7 +373,7 @@ impl Core {
                 let len: usize = pieces.into_iter().map(|p| p.len()).sum();
                 s.queued.fetch_sub(len, SeqCst);
                 s.output_dropped.store(true, SeqCst);
-                s.write_waker.wake();
+                s.progress.wake();
             }
             return;
         }
@@ -418,7 +418,7 @@ impl Core {
         if let Some(mut extra) = conn.extra.take() {
             if let Some(sh) = &extra.shared {
                 sh.state.store(state_for(&reason), SeqCst);
-                sh.write_waker.wake();
+                sh.progress.wake();
             }
             inbound_tx = extra.inbound_tx.take();
             shared_state = extra.shared.take();
@@ -462,7 +462,7 @@ impl Core {
                     *sh.inbound_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(
                         io::Error::other("the server's reactor thread ended abnormally"),
                     );
-                    sh.write_waker.wake();
+                    sh.progress.wake();
                 }
                 if let Some(tx) = extra.inbound_tx.take() {
                     tx.close();

@@ -38,7 +38,6 @@ use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -570,7 +569,7 @@ impl Reactor {
             return;
         };
         if let Some(s) = conn.shared() {
-            s.inbound_paused.store(false, SeqCst);
+            s.inbound_paused.clear();
         }
         let mut frames: Vec<Bytes> = match conn.extra.as_mut() {
             Some(e) => e.parked.drain(..).collect(),
