@@ -63,6 +63,11 @@ const CHILD: &str = "LOOM_HANDOFF_BROKEN_CHILD";
 /// while the blocked threads' loom objects drop (tokio-rs/loom#291, #331), which aborts the
 /// whole test binary.
 fn expect_caught(name: &str, model: impl FnOnce()) {
+    expect_caught_as(name, "deadlock", model)
+}
+
+/// Like [`expect_caught`], for a bug that loom reports as a failed assertion containing `needle`.
+fn expect_caught_as(name: &str, needle: &str, model: impl FnOnce()) {
     if std::env::var_os(CHILD).is_some() {
         model();
         // Reached only if loom found nothing: the child exits 0 and the parent fails.
@@ -75,7 +80,7 @@ fn expect_caught(name: &str, model: impl FnOnce()) {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let report = stderr.lines().find(|l| l.contains("deadlock"));
+    let report = stderr.lines().find(|l| l.contains(needle));
     assert!(
         !out.status.success() && report.is_some(),
         "loom did not report the bug in {name} ({}):\n{stderr}",
@@ -612,4 +617,93 @@ fn broken_close_wake_before_state_is_caught() {
     expect_caught("broken_close_wake_before_state_is_caught", || {
         check(3, || flush_close_model(SinkVariant::WakeBeforeClose));
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Send order and flush positions (defect 8c of the review)
+// ---------------------------------------------------------------------------------------------
+//
+// A sink's `poll_flush` resolves once the bytes written reach the output position at the end of
+// its last send. Positions come from one counter (`enqueued_total`), and the bytes travel on one
+// FIFO command queue that the reactor writes in order. If a sender could number its bytes and
+// another sender queue its own before the first one queued, the reactor would write the second
+// sender's bytes first, the count would pass the first one's position, and its flush would
+// resolve with its bytes still unwritten. `ConnShared::send` (and the reactor's own
+// `Core::send`) therefore number *and* queue under the connection's output lock. This is a model
+// of that protocol (the real code needs a reactor and sockets): the fixed variant takes the lock,
+// the broken one (the code before the fix) does not, and loom must find the early flush there.
+
+/// Numbers `len` bytes and queues them as `(sender, len)`, under `lock` if given.
+fn numbered_send(
+    lock: Option<&Mutex<()>>,
+    enqueued: &loom::sync::atomic::AtomicU64,
+    queue: &Queue<(usize, u64)>,
+    sender: usize,
+    len: u64,
+) -> u64 {
+    let guard = lock.map(|l| l.lock().unwrap());
+    let end = enqueued.fetch_add(len, SeqCst) + len;
+    queue.push((sender, len));
+    drop(guard);
+    end
+}
+
+fn send_order_model(locked: bool) {
+    check(4, move || {
+        let lock = Arc::new(Mutex::new(()));
+        let enqueued = Arc::new(loom::sync::atomic::AtomicU64::new(0));
+        let queue = Arc::new(Queue::new());
+        let progress = Arc::new(WriteProgress::new());
+        let written = Arc::new(Mutex::new(Vec::new()));
+
+        // A `ConnHandle` on another thread sends 2 bytes.
+        let handle = {
+            let (lock, enqueued, queue) = (lock.clone(), enqueued.clone(), queue.clone());
+            thread::spawn(move || {
+                numbered_send(locked.then_some(&*lock), &enqueued, &queue, 1, 2);
+            })
+        };
+        // The reactor writes what the queue holds, in order, and counts it.
+        let reactor = {
+            let (queue, progress, written) = (queue.clone(), progress.clone(), written.clone());
+            thread::spawn(move || {
+                let mut taken = 0;
+                while taken < 2 {
+                    match queue.pop() {
+                        Some((sender, len)) => {
+                            written.lock().unwrap().push(sender);
+                            progress.advance(len);
+                            taken += 1;
+                        }
+                        None => thread::yield_now(),
+                    }
+                }
+            })
+        };
+        // The sink sends 1 byte, then polls its flush once.
+        let end = numbered_send(locked.then_some(&*lock), &enqueued, &queue, 0, 1);
+        if progress.written() >= end {
+            assert!(
+                written.lock().unwrap().contains(&0),
+                "flush resolved before the sink's own bytes were written"
+            );
+        }
+        handle.join().unwrap();
+        reactor.join().unwrap();
+        assert_eq!(progress.written(), 3);
+    });
+}
+
+#[test]
+fn flush_position_is_reached_only_by_the_senders_own_bytes() {
+    send_order_model(true);
+}
+
+#[test]
+fn broken_numbering_outside_the_lock_is_caught() {
+    expect_caught_as(
+        "broken_numbering_outside_the_lock_is_caught",
+        "flush resolved before the sink's own bytes were written",
+        || send_order_model(false),
+    );
 }
