@@ -78,3 +78,25 @@ fn full_incoming_stops_accepting_until_connections_are_taken() -> io::Result<()>
     assert_eq!(echoed, 9 * CLIENTS as u64);
     running.stop_and_join()
 }
+
+/// Defect 9 of the review: a server whose `incoming()` was never taken accepted async
+/// connections and closed them silently, forever. Now spawning it drops the last `Incoming`,
+/// which closes the async listeners (with a warning): new clients are refused.
+#[test]
+fn never_taking_incoming_closes_the_async_listener() -> io::Result<()> {
+    let _dog = Watchdog::new("incoming never taken", Duration::from_secs(20));
+    let server = Server::builder().bind_async("127.0.0.1:0")?.build_async()?;
+    let addr = server.local_addr();
+    let running = server.spawn()?;
+    assert!(
+        eventually(Duration::from_secs(5), || TcpStream::connect(addr).is_err()),
+        "the async listener of a server whose incoming() was never taken still accepts"
+    );
+    assert_eq!(
+        TcpStream::connect(addr)
+            .expect_err("a closed listener refuses")
+            .kind(),
+        io::ErrorKind::ConnectionRefused
+    );
+    running.stop_and_join()
+}
