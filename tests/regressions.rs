@@ -5,7 +5,7 @@ mod common;
 mod common_async;
 
 use bytes::BytesMut;
-use common::{assert_echo, assert_pattern, is_reset, pattern, Event, Recorder};
+use common::{assert_echo, assert_pattern, is_reset, pattern, read_until_reset, Event, Recorder};
 use common_async::{eventually, socket_queues, Watchdog};
 use epoll_server::codec::{Decoder, Encoder, Framing};
 use epoll_server::{
@@ -98,26 +98,6 @@ fn assert_connection_ends(stream: &mut TcpStream, within: Duration) {
         Ok(n) => panic!("unexpected {n} bytes from a connection that should end"),
         Err(e) if is_reset(&e) => {}
         Err(e) => panic!("the connection did not end within {within:?}: {e}"),
-    }
-}
-
-/// Reads what arrives until the connection fails; a clean end of file fails the test.
-/// Returns the bytes read before the error.
-#[track_caller]
-fn read_until_reset(stream: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 256 * KIB];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => panic!(
-                "clean end of file after {} bytes: a cut-short reply looks complete to the peer",
-                got.len()
-            ),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if is_reset(&e) => return got,
-            Err(e) => panic!("after {} bytes: expected a reset, got {e}", got.len()),
-        }
     }
 }
 

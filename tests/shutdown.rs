@@ -5,7 +5,6 @@ mod common;
 
 use common::{assert_pattern, connect, pattern, read_to_eof, Event, Recorder};
 use epoll_server::{Builder, CloseReason, ConnHandle};
-use std::io::Read;
 use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
@@ -127,18 +126,7 @@ fn stop_gives_up_on_a_peer_that_never_reads_after_the_deadline() {
     });
     // What reached the kernel before the deadline arrives, intact; the rest was dropped, and
     // the connection is reset rather than ended with a FIN, so the client can tell.
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match client.read(&mut buf) {
-            Ok(0) => panic!("a clean end of file after a truncated reply"),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => {
-                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
-                break;
-            }
-        }
-    }
+    let got = common::read_until_reset(&mut client);
     assert!(
         got.len() < LEN,
         "all {LEN} bytes arrived: nothing was left to give up on"

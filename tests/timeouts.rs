@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{assert_nothing_to_read, connect, echo, is_reset, pattern, Event, Recorder};
+use common::{
+    assert_nothing_to_read, connect, echo, is_reset, pattern, read_until_reset, Event, Recorder,
+};
 use epoll_server::{Builder, Bytes, CloseReason, ConnHandle, ConnId, Context, Handler, Timeout};
 use futures::StreamExt;
 use std::io::{self, Read, Write};
@@ -29,25 +31,6 @@ fn wait_for_end(stream: &mut TcpStream, within: Duration) -> Duration {
         Err(e) => panic!("the connection did not end within {within:?}: {e}"),
     }
     start.elapsed()
-}
-
-/// Reads what arrives until the connection fails; a clean end of file fails the test.
-#[track_caller]
-fn read_until_reset(stream: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => panic!(
-                "clean end of file after {} bytes, expected a reset",
-                got.len()
-            ),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if is_reset(&e) => return got,
-            Err(e) => panic!("after {} bytes: expected a reset, got {e}", got.len()),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

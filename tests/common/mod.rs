@@ -336,6 +336,26 @@ pub fn read_to_eof(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     Ok(all)
 }
 
+/// Reads what arrives until the connection is reset, and returns those bytes. A clean end of
+/// file fails the test: for a reply that was cut short, it would look complete to the peer.
+#[track_caller]
+pub fn read_until_reset(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => panic!(
+                "clean end of file after {} bytes: a cut-short reply looks complete to the peer",
+                got.len()
+            ),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_reset(&e) => return got,
+            Err(e) => panic!("after {} bytes: expected a reset, got {e}", got.len()),
+        }
+    }
+}
+
 /// Asserts that nothing can be read from `stream` within `wait`, then restores the timeout.
 #[track_caller]
 pub fn assert_nothing_to_read(stream: &mut TcpStream, wait: Duration) {
