@@ -569,7 +569,6 @@ impl Core {
     pub(crate) fn flush(&mut self, id: ConnId) {
         let low = self.cfg.out_low_water;
         let now = self.now_ms;
-        let stall_by_default = self.cfg.timeouts.write_stall.is_some();
         let Some(conn) = self.get_mut(id) else { return };
         conn.in_dirty = false;
         let written = match conn.flush() {
@@ -580,28 +579,8 @@ impl Core {
                 return;
             }
         };
-        if !conn.out.is_empty() {
-            // Stuck output: the write-stall and linger clocks run from the last progress.
-            if written > 0 || conn.progress_ms == 0 {
-                conn.mark_progress(now);
-            }
-            let watched = conn.closing.is_some()
-                || stall_by_default
-                || conn
-                    .extra
-                    .as_ref()
-                    .is_some_and(|e| e.timeouts.is_some_and(|t| t.write_stall.is_some()));
-            if watched {
-                self.arm(id);
-            }
-            let Some(conn) = self.get_mut(id) else { return };
-            if conn.read.is_paused_for(PAUSE_OUTPUT) && conn.queued_bytes() <= low {
-                self.resume_reading(id, PAUSE_OUTPUT);
-            }
-            return;
-        }
-        conn.progress_ms = 0;
         if conn.out.is_empty() {
+            conn.progress_ms = 0;
             if conn.closing.is_some() {
                 let reason = conn.closing.take().unwrap_or(CloseReason::Local);
                 self.abort(id, reason);
@@ -614,7 +593,15 @@ impl Core {
                     log::debug!("connection {id}: {e}");
                 }
             }
+        } else {
+            // Stuck output: the write-stall and linger clocks run from the last progress
+            // (`arm` files the connection only if one of them applies).
+            if written > 0 || conn.progress_ms == 0 {
+                conn.mark_progress(now);
+            }
+            self.arm(id);
         }
+        let Some(conn) = self.get_mut(id) else { return };
         if conn.read.is_paused_for(PAUSE_OUTPUT) && conn.queued_bytes() <= low {
             self.resume_reading(id, PAUSE_OUTPUT);
         }
