@@ -80,7 +80,9 @@ mod sync;
 #[allow(unsafe_code)]
 mod sys;
 
-pub use crate::async_face::{Connection, Inbound, Incoming, Outbound};
+pub use crate::async_face::{
+    Connection, Inbound, Incoming, IoReadHalf, IoStream, IoWriteHalf, Outbound, IO_WRITE_CHUNK,
+};
 pub use crate::config::Timeout;
 pub use crate::error::{CloseReason, SendError, SendErrorKind};
 pub use crate::handler::{ConnInfo, Context, Handler};

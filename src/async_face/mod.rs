@@ -17,9 +17,11 @@
 //!   bounded in bytes per connection by the sink's `poll_ready` (see [`Outbound`]); wake-ups of
 //!   the reactor are coalesced across every sink.
 
+mod byte_stream;
 mod inbound;
 mod outbound;
 
+pub use self::byte_stream::{IoReadHalf, IoStream, IoWriteHalf, IO_WRITE_CHUNK};
 pub use self::inbound::Inbound;
 pub use self::outbound::Outbound;
 
