@@ -770,3 +770,23 @@ fn io_types_are_send_unpin_and_implement_the_io_traits() {
     assert_writer::<IoStream>();
     assert_writer::<IoWriteHalf>();
 }
+
+/// Bytes written and never flushed are not lost when the I/O view is dropped: the reactor
+/// writes them before the connection closes, as it does for a dropped sink.
+#[test]
+fn dropping_the_io_view_writes_what_was_not_flushed() -> io::Result<()> {
+    let _dog = Watchdog::new("drop without flush", LIMIT);
+    let (mut incoming, running) = start(Builder::new())?;
+    let addr = running.local_addr();
+    runtime()?.block_on(async {
+        let mut client = tokio_connect(addr).await?;
+        let mut io = next_io(&mut incoming).await;
+        io.write_all(b"written, never flushed").await?;
+        drop(io);
+        let mut got = Vec::new();
+        bounded("client read to end", client.read_to_end(&mut got)).await?;
+        assert_eq!(&got[..], b"written, never flushed");
+        io::Result::Ok(())
+    })?;
+    running.stop_and_join()
+}

@@ -7,10 +7,12 @@
 //!  AsyncRead     poll_read       copies into the caller's buffer, as much as it holds (partial)
 //!                                Ok(0) at the peer's end of file (and after it); an empty
 //!                                buffer gives Ok(0) at once; a reset is an Err after the bytes
-//!                                that arrived before it
+//!                                that arrived before it, then Ok(0) (as a socket's reads do)
 //!  AsyncWrite    poll_write      coalesces into one buffer of up to IO_WRITE_CHUNK bytes, handed
 //!                                to the reactor when full; Pending while the connection's output
-//!                                is above its high-water mark (the sink's backpressure)
+//!                                is above its high-water mark (the sink's backpressure); one
+//!                                call takes at most a chunk (use write_all)
+//!                drop            hands what is gathered to the reactor, which writes it
 //!                poll_flush      hands over what is buffered, resolves once all of it is in the
 //!                                kernel; nothing is held back past it
 //!                poll_close      flushes, then half-closes (`shutdown(SHUT_WR)`); reading goes on
@@ -33,7 +35,16 @@ use std::task::{Context, Poll};
 
 /// Small writes are gathered into one outbound buffer of up to this many bytes before they go
 /// to the reactor (a flush sends what is gathered at once).
-pub const IO_WRITE_CHUNK: usize = 16 * 1024;
+///
+/// Measured with a stream of small writes through the I/O view to a loopback reader (256 MiB
+/// in 64-byte writes, process CPU per byte, 3 runs each): 1 KiB chunks 0.67–0.82 ns/B, 4 KiB
+/// 0.67–1.19, 16 KiB 0.34–0.37, 64 KiB 0.26 (and 0.22–0.26 with 512-byte writes, the same as
+/// 16 KiB): past 64 KiB the per-chunk cost is already small next to the copy.
+pub const IO_WRITE_CHUNK: usize = 64 * 1024;
+
+/// The first allocation of the gathering buffer after a flush: small, so a request/response
+/// protocol does not pin a whole chunk per connection between its flushes.
+const FIRST_GATHER: usize = 4 * 1024;
 
 /// A connection as a byte stream: [`AsyncRead`] + [`AsyncBufRead`] + [`AsyncWrite`] (see the
 /// [module docs](self) for the semantics). Made by [`Connection::into_io`].
@@ -85,10 +96,16 @@ pub struct IoReadHalf {
 }
 
 /// The write half of an [`IoStream`]: [`AsyncWrite`].
+///
+/// Dropping it hands what was written and not yet flushed to the reactor, which writes it
+/// (as when the sink is dropped); only a flush tells when it reached the kernel.
 pub struct IoWriteHalf {
     outbound: Outbound,
     /// Written and not yet handed to the reactor.
     gathered: BytesMut,
+    /// How much to allocate when the gathering buffer is full: a whole chunk while writes
+    /// stream (a chunk filled up), [`FIRST_GATHER`] again after a flush.
+    next_alloc: usize,
 }
 
 impl fmt::Debug for IoReadHalf {
@@ -124,6 +141,7 @@ impl Connection {
             write: IoWriteHalf {
                 outbound,
                 gathered: BytesMut::new(),
+                next_alloc: FIRST_GATHER,
             },
         }
     }
@@ -205,12 +223,16 @@ impl AsyncWrite for IoWriteHalf {
         }
         // The sink's backpressure: wait while the connection's output is above its high water.
         ready!(Pin::new(&mut self.outbound).poll_ready(cx))?;
-        if self.gathered.capacity() == self.gathered.len() {
-            self.gathered.reserve(IO_WRITE_CHUNK);
+        let len = self.gathered.len();
+        let n = data.len().min(IO_WRITE_CHUNK - len);
+        if self.gathered.capacity() - len < n {
+            let want = self.next_alloc.max(len + n).min(IO_WRITE_CHUNK);
+            self.gathered.reserve(want - len);
         }
-        let n = data.len().min(IO_WRITE_CHUNK - self.gathered.len());
         self.gathered.extend_from_slice(&data[..n]);
         if self.gathered.len() >= IO_WRITE_CHUNK {
+            // Writes are streaming: the next chunk gets its whole size at once.
+            self.next_alloc = IO_WRITE_CHUNK;
             self.send_gathered()?;
         }
         Poll::Ready(Ok(n))
@@ -220,6 +242,10 @@ impl AsyncWrite for IoWriteHalf {
         if !self.gathered.is_empty() {
             ready!(Pin::new(&mut self.outbound).poll_ready(cx))?;
             self.send_gathered()?;
+            // Let go of the rest of the allocation (it would stay pinned by this connection
+            // while it waits for its next request) and start small again.
+            self.gathered = BytesMut::new();
+            self.next_alloc = FIRST_GATHER;
         }
         Pin::new(&mut self.outbound).poll_flush(cx)
     }
@@ -227,6 +253,15 @@ impl AsyncWrite for IoWriteHalf {
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.as_mut().poll_flush(cx))?;
         Pin::new(&mut self.outbound).poll_close(cx)
+    }
+}
+
+impl Drop for IoWriteHalf {
+    fn drop(&mut self) {
+        if !self.gathered.is_empty() {
+            // Best effort, like dropping a sink with output queued: the reactor writes it.
+            let _ = self.send_gathered();
+        }
     }
 }
 
