@@ -327,7 +327,8 @@ pub fn run(plan: &Plan, mut progress: impl FnMut(&Sample)) -> Result<Vec<Sample>
     let mut samples = Vec::new();
     for &scenario in &plan.scenarios {
         for round in 0..plan.rounds {
-            for cmd in &plan.servers {
+            // Echo scenarios run the echo servers, `http` the HTTP servers.
+            for cmd in plan.servers.iter().filter(|c| c.proto == scenario.proto()) {
                 let mut params = plan.params.clone();
                 params.run_nonce = params
                     .run_nonce

@@ -18,6 +18,10 @@
 //! the echo against the same stream, so loss, duplication, reordering,
 //! corruption and cross-connection mix-ups all fail the run.
 //!
+//! The `http` scenario ([`http`]) is the exception to "our own generator":
+//! it drives HTTP servers (`GET /` → `Hello, World!`) with `wrk`, and runs
+//! only when asked for (`--scenarios http`).
+//!
 //! The soak scenario ([`soak`]) is separate: one server process under a
 //! steady mix of clients (ping-pong, churn, bulk, slow readers, resets and
 //! slowloris clients its timeouts must close) for minutes, its RSS, fds and
@@ -32,6 +36,7 @@
 
 pub mod driver;
 pub mod hist;
+pub mod http;
 pub mod loadgen;
 pub mod pattern;
 pub mod report;

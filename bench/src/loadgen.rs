@@ -19,6 +19,7 @@
 //! | `bulk`      | a 64 KiB write echoed back          | 4 writes (256 KiB window)  |
 //! | `churn`     | connect, send S, receive S, close   | N connections overall      |
 //! | `idle`      | (none) N connections held open      | 0                          |
+//! | `http`      | a `GET /` answered (wrk, not us)    | 1 request                  |
 //!
 //! Each run is: set-up (connect, one warm-up round trip per connection, so
 //! every connection is accepted and registered), the timed window, then a
@@ -51,6 +52,9 @@ pub enum Scenario {
     Churn,
     /// N connections held open without traffic.
     Idle,
+    /// HTTP/1.1 `GET /` driven by `wrk` against an HTTP server (see [`crate::http`]);
+    /// not in [`Scenario::ALL`]: it needs `wrk` and HTTP servers.
+    Http,
 }
 
 impl Scenario {
@@ -64,6 +68,17 @@ impl Scenario {
         Scenario::Idle,
     ];
 
+    /// Scenarios run only when asked for (`--scenarios http`).
+    pub const OPTIONAL: [Scenario; 1] = [Scenario::Http];
+
+    /// The protocol a server must speak to be measured by this scenario.
+    pub fn proto(self) -> crate::servers::Proto {
+        match self {
+            Scenario::Http => crate::servers::Proto::Http,
+            _ => crate::servers::Proto::Echo,
+        }
+    }
+
     /// The scenario's command-line name.
     pub fn name(self) -> &'static str {
         match self {
@@ -73,12 +88,16 @@ impl Scenario {
             Scenario::Bulk => "bulk",
             Scenario::Churn => "churn",
             Scenario::Idle => "idle",
+            Scenario::Http => "http",
         }
     }
 
     /// Parses a command-line name.
     pub fn parse(s: &str) -> Option<Scenario> {
-        Scenario::ALL.into_iter().find(|sc| sc.name() == s)
+        Scenario::ALL
+            .into_iter()
+            .chain(Scenario::OPTIONAL)
+            .find(|sc| sc.name() == s)
     }
 }
 
@@ -111,6 +130,14 @@ pub struct Params {
     pub stall_timeout: Duration,
     /// Nonce mixed into every connection's seed.
     pub run_nonce: u64,
+    /// `http`: wrk's connections (`-c`).
+    pub http_connections: usize,
+    /// `http`: wrk's threads (`-t`).
+    pub http_threads: usize,
+    /// `http`: wrk's run length (`-d`, whole seconds).
+    pub http_duration: Duration,
+    /// `http`: the wrk executable.
+    pub wrk: std::path::PathBuf,
 }
 
 impl Default for Params {
@@ -126,6 +153,10 @@ impl Default for Params {
             source_addrs: 8,
             stall_timeout: Duration::from_secs(10),
             run_nonce: 0x5EED,
+            http_connections: 100,
+            http_threads: 1,
+            http_duration: Duration::from_secs(5),
+            wrk: "wrk".into(),
         }
     }
 }
@@ -141,6 +172,8 @@ impl Params {
             bulk_connections: 2,
             churn_inflight: 4,
             idle_connections: 50,
+            http_connections: 10,
+            http_duration: Duration::from_secs(1),
             ..Self::default()
         }
     }
@@ -179,6 +212,9 @@ pub struct Outcome {
     pub gen_cpu: Duration,
     /// Connections open during the window (idle: connections held).
     pub connections: usize,
+    /// p50 and p99 latency (µs) as an external generator reported them
+    /// (`http`: wrk), when `hist` is empty.
+    pub quoted_latency_us: Option<[f64; 2]>,
 }
 
 /// A failed run: what went wrong, in words.
@@ -204,7 +240,7 @@ fn source_ip(params: &Params, n: usize) -> Option<Ipv4Addr> {
         .then(|| Ipv4Addr::new(127, 0, 0, 2 + (n % params.source_addrs as usize) as u8))
 }
 
-/// Runs `scenario` against the echo server at `addr`, calling `probe` around the window.
+/// Runs `scenario` against the echo (`http`: HTTP) server at `addr`, calling `probe` around the window.
 pub fn run(
     scenario: Scenario,
     addr: SocketAddrV4,
@@ -236,6 +272,7 @@ pub fn run(
                 .run_idle(probe)
         }
         Scenario::Churn => ChurnRun::new(addr, params)?.run(probe),
+        Scenario::Http => crate::http::run(addr, params, probe),
     };
     out.map_err(|Failure(m)| Failure(format!("{scenario}: {m}")))
 }
@@ -553,6 +590,7 @@ impl StreamRun {
             hist: self.hist.clone(),
             gen_cpu,
             connections: self.conns.len(),
+            quoted_latency_us: None,
         }
     }
 
@@ -803,6 +841,7 @@ impl ChurnRun {
             hist: self.hist.clone(),
             gen_cpu,
             connections: self.slots.len(),
+            quoted_latency_us: None,
         })
     }
 }

@@ -11,7 +11,7 @@
 
 use bench::driver::{self, Plan};
 use bench::loadgen::{Params, Scenario};
-use bench::servers::{self, ServerCmd, BUILTIN};
+use bench::servers::{self, Proto, ServerCmd, BUILTIN};
 use bench::soak::{self, Mix, SoakParams, Timeouts};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,8 +22,9 @@ usage: bench [options]
 
   --rounds N             rounds of A B A B alternation (default 5)
   --duration D           timed window per measurement, e.g. 2s, 500ms (default 2s, max 60s)
-  --scenarios LIST       comma list of pingpong,pingpong1000,pipelined,bulk,churn,idle
-                         (default all)
+  --scenarios LIST       comma list of pingpong,pingpong1000,pipelined,bulk,churn,idle,http
+                         (default all but http; http needs wrk, installed with apt-get when
+                         missing, and runs only the HTTP servers hyper_tokio and lib_hyper)
   --servers LIST         built-in servers to run, comma list (default: every one that is built)
   --server NAME=CMD      extra server, CMD = \"PATH [ARGS]\", run as PATH 127.0.0.1:0 ARGS,\n                         or with the address where an ARG says {addr} (repeatable)
   --connections C        connections for pingpong/pipelined (default 100)
@@ -33,6 +34,11 @@ usage: bench [options]
   --churn-inflight N     connections in flight during churn (default 32)
   --idle-conns N         connections held by idle (default 10000)
   --source-addrs N       spread client sockets over 127.0.0.2..=127.0.0.(1+N) (default 8)
+  --http-connections C   http: wrk connections (default 100)
+  --http-threads T       http: wrk threads (default 1)
+  --http-duration D      http: wrk run per measurement, whole seconds (default 5s)
+  --http-server NAME=CMD extra HTTP server for the http scenario, like --server (repeatable)
+  --wrk PATH             wrk executable (default: wrk on PATH, installed when missing)
   --no-perf              do not count syscalls with perf
   --out DIR              results directory (default bench/results)
   --smoke                tiny run of every scenario (1 round, 150 ms windows)
@@ -134,6 +140,14 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
             }
             "--servers" => wanted = Some(val()?.split(',').map(|s| s.trim().to_string()).collect()),
             "--server" => extra.push(ServerCmd::parse(&val()?)?),
+            "--http-server" => extra.push(ServerCmd {
+                proto: Proto::Http,
+                ..ServerCmd::parse(&val()?)?
+            }),
+            "--http-connections" => params.http_connections = num(val()?)?.max(1),
+            "--http-threads" => params.http_threads = num(val()?)?.max(1),
+            "--http-duration" => params.http_duration = parse_duration(&val()?)?,
+            "--wrk" => params.wrk = PathBuf::from(val()?),
             "--connections" => params.connections = num(val()?)?.max(1),
             "--size" => params.msg_size = num(val()?)?.max(1),
             "--depth" => params.depth = num(val()?)?.max(1),
@@ -159,7 +173,11 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
             }
         }
         None => {
-            for b in BUILTIN {
+            // Only the servers some chosen scenario runs (echo or HTTP).
+            for b in BUILTIN
+                .iter()
+                .filter(|b| scenarios.iter().any(|s| s.proto() == b.proto))
+            {
                 match b.resolve() {
                     Ok(cmd) => servers.push(cmd),
                     Err(e) => skipped.push(format!("{}: {e}", b.name)),
@@ -170,6 +188,16 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
     servers.extend(extra);
     if servers.is_empty() {
         return Err("no servers to run".into());
+    }
+    for sc in &scenarios {
+        if !servers.iter().any(|s| s.proto == sc.proto()) {
+            return Err(match sc.proto() {
+                Proto::Http => format!(
+                    "scenario {sc} needs an HTTP server (hyper_tokio, lib_hyper or --http-server)"
+                ),
+                Proto::Echo => format!("scenario {sc} needs an echo server"),
+            });
+        }
     }
     Ok(Some(Cli {
         plan: Plan {
@@ -333,13 +361,26 @@ fn run_soak(args: Vec<String>) -> ExitCode {
 
 fn header(plan: &Plan, perf_note: &str) -> String {
     let p = &plan.params;
+    let http = if plan.scenarios.contains(&Scenario::Http) {
+        format!(
+            " http: wrk -t {} -c {} -d {}s --latency, GET / (keep-alive), {}s per measurement; \
+             ratios there against {}, the generator column is wrk's CPU.",
+            p.http_threads,
+            p.http_connections,
+            p.http_duration.as_secs().max(1),
+            p.http_duration.as_secs().max(1),
+            servers::HTTP_REFERENCE,
+        )
+    } else {
+        String::new()
+    };
     format!(
         "## epoll-server benchmark\n\n\
          {} round(s) × {:?} window per server and scenario, servers alternated; cells are median (min–max). \
          Ratios are medians over epoll_floor's / tokio_ct's. \
          pingpong: {} conns × {} B, 1 in flight; pipelined: {} conns × {} B, {} in flight; \
          bulk: {} conns × 64 KiB writes, 4 in flight; churn: {} in flight × {} B; idle: {} conns. \
-         CPU from /proc/PID/stat ({} ms ticks); syscalls: {perf_note}. Machine: {} cores, generator single-threaded on the same machine.",
+         CPU from /proc/PID/stat ({} ms ticks); syscalls: {perf_note}. Machine: {} cores, generator single-threaded on the same machine.{http}",
         plan.rounds,
         p.duration,
         p.connections,
@@ -373,6 +414,15 @@ fn main() -> ExitCode {
     let mut plan = cli.plan;
     for s in &cli.skipped {
         eprintln!("bench: skipping {s}");
+    }
+    if plan.scenarios.contains(&Scenario::Http) {
+        match bench::http::ensure_wrk(&plan.params.wrk) {
+            Ok(wrk) => plan.params.wrk = wrk,
+            Err(e) => {
+                eprintln!("bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let perf_note = if plan.perf && driver::perf_supported() {
         "perf stat raw_syscalls:sys_enter over the window"
@@ -428,6 +478,18 @@ fn main() -> ExitCode {
         md_path.display(),
         svg_path.display()
     );
-    eprintln!("bench: all {} runs verified every byte: OK", samples.len());
+    let http = samples
+        .iter()
+        .filter(|s| s.outcome.scenario == Scenario::Http)
+        .count();
+    if http > 0 {
+        eprintln!("bench: {http} http runs: right answer to GET /, no wrk errors: OK");
+    }
+    if samples.len() > http {
+        eprintln!(
+            "bench: all {} runs verified every byte: OK",
+            samples.len() - http
+        );
+    }
     ExitCode::SUCCESS
 }

@@ -3,11 +3,14 @@
 //! Each cell is the median over rounds with the min–max range beside it.
 //! Ratios divide a server's median by the floor's (`epoll_floor`) and by
 //! tokio current-thread's median for the same scenario: for throughput
-//! above 1 is faster, for CPU per op above 1 is costlier.
+//! above 1 is faster, for CPU per op above 1 is costlier. The `http`
+//! scenario has its own table, with ratios against `hyper_tokio` and the
+//! issue's target for `lib_hyper` (≥ 0.9× its requests/s at ≤ 1.15× its CPU
+//! per request) checked in a line below it.
 
 use crate::driver::Sample;
 use crate::loadgen::Scenario;
-use crate::servers::{FLOOR, REFERENCE};
+use crate::servers::{FLOOR, HTTP_REFERENCE, REFERENCE};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -94,11 +97,15 @@ pub fn rows(samples: &[Sample], scenario: Scenario, servers: &[String]) -> Vec<R
                 return None;
             }
             let col = |f: &dyn Fn(&Sample) -> f64| Stat::of(s.iter().map(|x| f(x)).collect());
-            let q = |x: &Sample, q: f64| {
-                x.outcome
-                    .hist
-                    .quantile(q)
-                    .map_or(f64::NAN, |ns| ns as f64 / 1000.0)
+            let q = |x: &Sample, q: f64| match (
+                x.outcome.hist.quantile(q),
+                x.outcome.quoted_latency_us,
+            ) {
+                (Some(ns), _) => ns as f64 / 1000.0,
+                // http: wrk's p50 and p99.
+                (None, Some([p50, _])) if q == 0.5 => p50,
+                (None, Some([_, p99])) if q == 0.99 => p99,
+                _ => f64::NAN,
             };
             Some(Row {
                 server: name.clone(),
@@ -194,6 +201,10 @@ pub fn markdown(
             }
             continue;
         }
+        if sc == Scenario::Http {
+            http_table(&mut md, &rows);
+            continue;
+        }
         let unit = if sc == Scenario::Churn {
             "conns/s"
         } else {
@@ -230,6 +241,57 @@ pub fn markdown(
     md
 }
 
+/// The issue's target for `lib_hyper` against `hyper_tokio`: at least this share of its requests/s…
+pub const HTTP_TARGET_RPS: f64 = 0.9;
+/// …at no more than this multiple of its CPU per request.
+pub const HTTP_TARGET_CPU: f64 = 1.15;
+
+fn http_table(md: &mut String, rows: &[Row]) {
+    let r0 = HTTP_REFERENCE;
+    let _ = writeln!(
+        md,
+        "| server | requests/s | × {r0} | CPU µs/req | × {r0} | p50 µs | p99 µs | syscalls/req | MB/s read | wrk CPU % |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.server,
+            cell(r.ops_per_sec),
+            ratio(rows, r, r0, |r| r.ops_per_sec),
+            cell(r.cpu_us_per_op),
+            ratio(rows, r, r0, |r| r.cpu_us_per_op),
+            med(r.p50),
+            med(r.p99),
+            med(r.syscalls_per_op),
+            med(r.mb_per_sec),
+            med(r.gen_cpu_pct),
+        );
+    }
+    let base = rows.iter().find(|r| r.server == r0);
+    let lib = rows.iter().find(|r| r.server == "lib_hyper");
+    if let (Some(b), Some(l)) = (base, lib) {
+        let (Some(lr), Some(br), Some(lc), Some(bc)) = (
+            l.ops_per_sec,
+            b.ops_per_sec,
+            l.cpu_us_per_op,
+            b.cpu_us_per_op,
+        ) else {
+            return;
+        };
+        let rps = lr.med / br.med;
+        let cpu = lc.med / bc.med;
+        let met = rps >= HTTP_TARGET_RPS && cpu <= HTTP_TARGET_CPU;
+        let _ = writeln!(
+            md,
+            "\nTarget (lib_hyper ≥ {HTTP_TARGET_RPS}× {r0}'s requests/s at ≤ {HTTP_TARGET_CPU}× its CPU per request): \
+             {rps:.2}× requests/s, {cpu:.2}× CPU/req: **{}**.",
+            if met { "met" } else { "not met" }
+        );
+    }
+}
+
 /// One bar panel of the chart.
 struct Panel {
     title: String,
@@ -263,10 +325,10 @@ pub fn svg(
                 r.rss_per_conn
             });
         } else {
-            let unit = if sc == Scenario::Churn {
-                "conns/s"
-            } else {
-                "msgs/s"
+            let unit = match sc {
+                Scenario::Churn => "conns/s",
+                Scenario::Http => "requests/s",
+                _ => "msgs/s",
             };
             add(format!("{sc}: {unit} (higher is better)"), |r| {
                 r.ops_per_sec

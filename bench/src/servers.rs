@@ -4,8 +4,19 @@
 //! `<binary> 127.0.0.1:0 [args...]`, must print `listening on <addr>` as its
 //! first (flushed) stdout line, raise `RLIMIT_NOFILE` soft to hard, use a
 //! 64 KiB read buffer with `TCP_NODELAY`, and exit 0 on SIGTERM.
+//! HTTP servers ([`Proto::Http`], for the `http` scenario only) follow the
+//! same contract but answer `GET /` with `Hello, World!` instead of echoing.
 
 use std::path::PathBuf;
+
+/// What a server speaks; each scenario runs only the servers of its protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// Echoes every byte (every scenario but `http`).
+    Echo,
+    /// HTTP/1.1, `GET /` answered with `Hello, World!` (the `http` scenario).
+    Http,
+}
 
 /// Where a built-in server's binary comes from.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +37,8 @@ pub struct Builtin {
     pub bin: Bin,
     /// Arguments after the address.
     pub args: &'static [&'static str],
+    /// What it speaks.
+    pub proto: Proto,
     /// One line for `--list`.
     pub about: &'static str,
 }
@@ -34,6 +47,8 @@ pub struct Builtin {
 pub const FLOOR: &str = "epoll_floor";
 /// The popular default every ratio is also taken against.
 pub const REFERENCE: &str = "tokio_ct";
+/// The `http` scenario's reference: hyper on tokio's own listener.
+pub const HTTP_REFERENCE: &str = "hyper_tokio";
 
 /// Every server the driver runs by default, in report order.
 ///
@@ -43,43 +58,64 @@ pub const BUILTIN: &[Builtin] = &[
         name: FLOOR,
         bin: Bin::Bench("epoll_floor"),
         args: &[],
+        proto: Proto::Echo,
         about: "single-threaded edge-triggered epoll echo on raw libc (the floor)",
     },
     Builtin {
         name: REFERENCE,
         bin: Bin::Bench("tokio_echo"),
         args: &["--flavor", "current"],
+        proto: Proto::Echo,
         about: "tokio current-thread runtime, task per connection",
     },
     Builtin {
         name: "tokio_mt",
         bin: Bin::Bench("tokio_echo"),
         args: &["--flavor", "multi"],
+        proto: Proto::Echo,
         about: "tokio multi-thread runtime (one worker per core), task per connection",
     },
     Builtin {
         name: "smol",
         bin: Bin::Bench("smol_echo"),
         args: &[],
+        proto: Proto::Echo,
         about: "smol LocalExecutor in block_on, task per connection",
     },
     Builtin {
         name: "lib_callback",
         bin: Bin::RootExample("echo_callback"),
         args: &[],
+        proto: Proto::Echo,
         about: "epoll-server callback echo (examples/echo_callback)",
     },
     Builtin {
         name: "lib_tokio",
         bin: Bin::RootExample("echo"),
         args: &["--executor", "tokio"],
+        proto: Proto::Echo,
         about: "epoll-server Stream/Sink echo on tokio (examples/echo)",
     },
     Builtin {
         name: "lib_smol",
         bin: Bin::RootExample("echo"),
         args: &["--executor", "smol"],
+        proto: Proto::Echo,
         about: "epoll-server Stream/Sink echo on smol (examples/echo)",
+    },
+    Builtin {
+        name: HTTP_REFERENCE,
+        bin: Bin::Bench("hyper_tokio"),
+        args: &[],
+        proto: Proto::Http,
+        about: "http only: hyper 1 HTTP/1.1 on tokio's TcpListener, current-thread runtime",
+    },
+    Builtin {
+        name: "lib_hyper",
+        bin: Bin::RootExample("hyper_hello"),
+        args: &[],
+        proto: Proto::Http,
+        about: "http only: hyper 1 on epoll-server's I/O view, tokio current-thread (examples/hyper_hello)",
     },
 ];
 
@@ -92,10 +128,12 @@ pub struct ServerCmd {
     pub program: PathBuf,
     /// Arguments after the address.
     pub args: Vec<String>,
+    /// What it speaks.
+    pub proto: Proto,
 }
 
 impl ServerCmd {
-    /// Parses `NAME=PATH [ARGS...]` (arguments split on whitespace).
+    /// Parses `NAME=PATH [ARGS...]` (arguments split on whitespace): an echo server.
     pub fn parse(spec: &str) -> Result<ServerCmd, String> {
         let (name, cmd) = spec
             .split_once('=')
@@ -108,6 +146,7 @@ impl ServerCmd {
             name: name.to_string(),
             program: PathBuf::from(program),
             args: words.map(str::to_string).collect(),
+            proto: Proto::Echo,
         })
     }
 }
@@ -160,6 +199,7 @@ impl Builtin {
             name: self.name.to_string(),
             program,
             args: self.args.iter().map(|s| s.to_string()).collect(),
+            proto: self.proto,
         })
     }
 }

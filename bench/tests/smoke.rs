@@ -59,6 +59,7 @@ fn generator_measures_each_scenario_directly() {
         name: "epoll_floor".into(),
         program: env!("CARGO_BIN_EXE_epoll_floor").into(),
         args: vec![],
+        proto: bench::servers::Proto::Echo,
     };
     let params = Params::smoke();
     for sc in Scenario::ALL {
