@@ -18,6 +18,11 @@
 //!                poll_close      flushes, then half-closes (`shutdown(SHUT_WR)`); reading goes on
 //! ```
 //!
+//! Like a `BufWriter`, the write side needs a `flush` for bytes to go out before a chunk fills:
+//! protocol stacks flush when they wait for the peer (hyper, rustls' streams, tokio-util's
+//! `Framed`, tokio's `copy` when its reader has nothing), but `futures::io::copy` flushes only
+//! at the end of its input, so an interactive relay written with it must flush itself.
+//!
 //! tokio users wrap it with tokio-util's `compat` (`FuturesAsyncReadCompatExt::compat`), which
 //! gives tokio's `AsyncRead`/`AsyncWrite` (for `Framed`, or hyper-util's `TokioIo`).
 
