@@ -1,30 +1,5 @@
 //! The I/O view of a connection: `futures::io` byte-stream traits over the same inbound stream
 //! and outbound sink, so the ecosystem's protocol stacks can run on a connection.
-//!
-//! ```text
-//!  AsyncBufRead  poll_fill_buf   the current inbound `Bytes`, as the reactor delivered it: no copy
-//!                consume(n)      advances it; an empty buffer takes the next one from the stream
-//!  AsyncRead     poll_read       copies into the caller's buffer, as much as it holds (partial)
-//!                                Ok(0) at the peer's end of file (and after it); an empty
-//!                                buffer gives Ok(0) at once; a reset is an Err after the bytes
-//!                                that arrived before it, then Ok(0) (as a socket's reads do)
-//!  AsyncWrite    poll_write      coalesces into one buffer of up to IO_WRITE_CHUNK bytes, handed
-//!                                to the reactor when full; Pending while the connection's output
-//!                                is above its high-water mark (the sink's backpressure); one
-//!                                call takes at most a chunk (use write_all)
-//!                drop            hands what is gathered to the reactor, which writes it
-//!                poll_flush      hands over what is buffered, resolves once all of it is in the
-//!                                kernel; nothing is held back past it
-//!                poll_close      flushes, then half-closes (`shutdown(SHUT_WR)`); reading goes on
-//! ```
-//!
-//! Like a `BufWriter`, the write side needs a `flush` for bytes to go out before a chunk fills:
-//! protocol stacks flush when they wait for the peer (hyper, rustls' streams, tokio-util's
-//! `Framed`, tokio's `copy` when its reader has nothing), but `futures::io::copy` flushes only
-//! at the end of its input, so an interactive relay written with it must flush itself.
-//!
-//! tokio users wrap it with tokio-util's `compat` (`FuturesAsyncReadCompatExt::compat`), which
-//! gives tokio's `AsyncRead`/`AsyncWrite` (for `Framed`, or hyper-util's `TokioIo`).
 
 use super::{Connection, Inbound, Outbound};
 use crate::handler::ConnInfo;
@@ -51,8 +26,33 @@ pub const IO_WRITE_CHUNK: usize = 64 * 1024;
 /// protocol does not pin a whole chunk per connection between its flushes.
 const FIRST_GATHER: usize = 4 * 1024;
 
-/// A connection as a byte stream: [`AsyncRead`] + [`AsyncBufRead`] + [`AsyncWrite`] (see the
-/// [module docs](self) for the semantics). Made by [`Connection::into_io`].
+/// A connection as a byte stream: [`AsyncRead`] + [`AsyncBufRead`] + [`AsyncWrite`]. Made by
+/// [`Connection::into_io`].
+///
+/// ```text
+///  AsyncBufRead  poll_fill_buf   the current inbound `Bytes`, as the reactor delivered it: no copy
+///                consume(n)      advances it; an empty buffer takes the next one from the stream
+///  AsyncRead     poll_read       copies into the caller's buffer, as much as it holds (partial)
+///                                Ok(0) at the peer's end of file (and after it); an empty
+///                                buffer gives Ok(0) at once; a reset is an Err after the bytes
+///                                that arrived before it, then Ok(0) (as a socket's reads do)
+///  AsyncWrite    poll_write      coalesces into one buffer of up to IO_WRITE_CHUNK bytes, handed
+///                                to the reactor when full; Pending while the connection's output
+///                                is above its high-water mark (the sink's backpressure); one
+///                                call takes at most a chunk (use write_all)
+///                drop            hands what is gathered to the reactor, which writes it
+///                poll_flush      hands over what is buffered, resolves once all of it is in the
+///                                kernel; nothing is held back past it
+///                poll_close      flushes, then half-closes (`shutdown(SHUT_WR)`); reading goes on
+/// ```
+///
+/// Like a `BufWriter`, the write side needs a `flush` for bytes to go out before a chunk fills:
+/// protocol stacks flush when they wait for the peer (hyper, rustls' streams, tokio-util's
+/// `Framed`, tokio's `copy` when its reader has nothing), but `futures::io::copy` flushes only
+/// at the end of its input, so an interactive relay written with it must flush itself.
+///
+/// tokio users wrap it with tokio-util's `compat` (`FuturesAsyncReadCompatExt::compat`), which
+/// gives tokio's `AsyncRead`/`AsyncWrite` (for `Framed`, or hyper-util's `TokioIo`).
 ///
 /// # Examples
 ///
