@@ -361,40 +361,43 @@ fn run_soak(args: Vec<String>) -> ExitCode {
 
 fn header(plan: &Plan, perf_note: &str) -> String {
     let p = &plan.params;
-    let http = if plan.scenarios.contains(&Scenario::Http) {
-        format!(
-            " http: wrk -t {} -c {} -d {}s --latency, GET / (keep-alive), {}s per measurement; \
-             ratios there against {}, the generator column is wrk's CPU.",
+    let mut h = format!(
+        "## epoll-server benchmark\n\n\
+         {} round(s), servers alternated, a fresh server process per measurement; cells are median (min–max). \
+         CPU from /proc/PID/stat ({} ms ticks); syscalls: {perf_note}. Machine: {} cores, generator on the same machine.",
+        plan.rounds,
+        1000 / bench::sys::clock_ticks_per_sec(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    if plan.scenarios.iter().any(|s| *s != Scenario::Http) {
+        h += &format!(
+            " Echo scenarios: {:?} window, our single-threaded verifying generator; \
+             ratios are medians over epoll_floor's / tokio_ct's. \
+             pingpong: {} conns × {} B, 1 in flight; pipelined: {} conns × {} B, {} in flight; \
+             bulk: {} conns × 64 KiB writes, 4 in flight; churn: {} in flight × {} B; idle: {} conns.",
+            p.duration,
+            p.connections,
+            p.msg_size,
+            p.connections,
+            p.msg_size,
+            p.depth,
+            p.bulk_connections,
+            p.churn_inflight,
+            p.msg_size,
+            p.idle_connections,
+        );
+    }
+    if plan.scenarios.contains(&Scenario::Http) {
+        h += &format!(
+            " http: `wrk -t {} -c {} -d {}s --latency`, keep-alive GET /, per measurement; \
+             ratios against {}; the generator column is wrk's CPU.",
             p.http_threads,
             p.http_connections,
             p.http_duration.as_secs().max(1),
-            p.http_duration.as_secs().max(1),
             servers::HTTP_REFERENCE,
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "## epoll-server benchmark\n\n\
-         {} round(s) × {:?} window per server and scenario, servers alternated; cells are median (min–max). \
-         Ratios are medians over epoll_floor's / tokio_ct's. \
-         pingpong: {} conns × {} B, 1 in flight; pipelined: {} conns × {} B, {} in flight; \
-         bulk: {} conns × 64 KiB writes, 4 in flight; churn: {} in flight × {} B; idle: {} conns. \
-         CPU from /proc/PID/stat ({} ms ticks); syscalls: {perf_note}. Machine: {} cores, generator single-threaded on the same machine.{http}",
-        plan.rounds,
-        p.duration,
-        p.connections,
-        p.msg_size,
-        p.connections,
-        p.msg_size,
-        p.depth,
-        p.bulk_connections,
-        p.churn_inflight,
-        p.msg_size,
-        p.idle_connections,
-        1000 / bench::sys::clock_ticks_per_sec(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-    )
+        );
+    }
+    h
 }
 
 fn main() -> ExitCode {
