@@ -8,20 +8,19 @@
 //! curl is not installed (CI installs it).
 
 mod common;
+mod common_process;
 
-use common::{connect, TIMEOUT};
+use common::connect;
+use common_process::Example;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rand::RngCore;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::OnceLock;
-use std::thread;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long the example may take to exit after SIGINT.
@@ -30,126 +29,22 @@ const EXIT_WITHIN: Duration = Duration::from_secs(5);
 /// How long one curl run may take (`--max-time`).
 const CURL_MAX_SECS: &str = "30";
 
-/// The example binary, built once per test process.
-fn example_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        // target/<profile dir>/deps/<test binary> → target/<profile dir>/examples/hyper_hello
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>");
-        let target_dir = profile_dir.parent().expect("the target directory");
-        let profile = profile_dir.file_name().unwrap().to_string_lossy();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let mut build = Command::new(cargo);
-        build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args([
-                "build",
-                "--quiet",
-                "--example",
-                "hyper_hello",
-                "--target-dir",
-            ])
-            .arg(target_dir);
-        // The `dev` profile builds into `debug`; every other profile into its own name.
-        if profile != "debug" {
-            build.args(["--profile", &profile]);
-        }
-        let status = build
-            .status()
-            .expect("run cargo build --example hyper_hello");
-        assert!(
-            status.success(),
-            "cargo build --example hyper_hello: {status}"
-        );
-        let path = profile_dir.join("examples").join("hyper_hello");
-        assert!(path.is_file(), "{} was not built", path.display());
-        path
-    })
+/// Starts `hyper_hello` on an ephemeral loopback port.
+fn start() -> Example {
+    Example::start("hyper_hello", &[])
 }
 
-/// The running example; killed if the test ends early.
-struct Example {
-    child: Child,
-    /// Its stdout lines; disconnected when the process closes stdout (exits).
-    lines: Receiver<String>,
-    addr: SocketAddr,
+/// The URL of `path` on `example`.
+fn url(example: &Example, path: &str) -> String {
+    format!("http://{}{path}", example.addr)
 }
 
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Example {
-    /// Starts the example on an ephemeral loopback port and reads its `listening on` line.
-    fn start() -> Example {
-        let path = example_binary();
-        let mut child = Command::new(path)
-            .arg("127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let first = lines
-            .recv_timeout(TIMEOUT)
-            .expect("hyper_hello printed no first line");
-        let addr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("hyper_hello's first line is {first:?}"));
-        let addr: SocketAddr = addr
-            .parse()
-            .unwrap_or_else(|e| panic!("hyper_hello printed address {addr:?}: {e}"));
-        assert_eq!(addr.ip().to_string(), "127.0.0.1");
-        assert_ne!(
-            addr.port(),
-            0,
-            "hyper_hello printed port 0, not the bound port"
-        );
-        Example { child, lines, addr }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Sends SIGINT and returns the exit status, which must come within [`EXIT_WITHIN`].
-    fn interrupt(mut self) -> (ExitStatus, Duration) {
-        let sent = Instant::now();
-        let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -INT failed");
-        // The process's stdout closes when it exits.
-        let deadline = sent + EXIT_WITHIN;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("hyper_hello still running {EXIT_WITHIN:?} after SIGINT")
-                }
-            }
-        }
-        let status = self.child.wait().expect("reap the example");
-        (status, sent.elapsed())
-    }
+/// Sends SIGINT and returns the exit status, which must come within [`EXIT_WITHIN`], and how
+/// long it took.
+fn interrupt(example: Example) -> (ExitStatus, Duration) {
+    let sent = Instant::now();
+    let status = example.stop_with("INT", EXIT_WITHIN);
+    (status, sent.elapsed())
 }
 
 /// Whether curl is installed; if not, says that the curl part of `test` is skipped.
@@ -186,8 +81,8 @@ fn curl_keeps_the_connection_alive_for_three_requests() {
     if !have_curl("curl_keeps_the_connection_alive_for_three_requests") {
         return;
     }
-    let example = Example::start();
-    let url = example.url("/");
+    let example = start();
+    let url = url(&example, "/");
     let out = curl(&["-sS", "-v", &url, &url, &url]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -212,14 +107,14 @@ fn curl_posts_one_mebibyte_and_gets_it_back() {
     if !have_curl("curl_posts_one_mebibyte_and_gets_it_back") {
         return;
     }
-    let example = Example::start();
+    let example = start();
     let mut body = vec![0u8; 1 << 20];
     rand::thread_rng().fill_bytes(&mut body);
     let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("hyper_hello_echo_{}.bin", std::process::id()));
     std::fs::write(&file, &body).expect("write the request body");
     let data = format!("@{}", file.display());
-    let url = example.url("/echo");
+    let url = url(&example, "/echo");
     // `Expect:` turns off curl's 100-continue wait (a second per upload).
     let out = curl(&["-sS", "-H", "Expect:", "--data-binary", &data, &url]);
     let _ = std::fs::remove_file(&file);
@@ -235,8 +130,8 @@ fn curl_gets_404_for_an_unknown_path() {
     if !have_curl("curl_gets_404_for_an_unknown_path") {
         return;
     }
-    let example = Example::start();
-    let url = example.url("/nope");
+    let example = start();
+    let url = url(&example, "/nope");
     let out = curl(&["-sS", "-o", "/dev/null", "-w", "%{http_code}", &url]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
 }
@@ -296,7 +191,7 @@ fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>) -> RawResponse {
 
 #[test]
 fn pipelined_requests_are_all_answered_in_order() {
-    let example = Example::start();
+    let example = start();
     let mut stream = connect(example.addr);
     let mut pending = Vec::new();
 
@@ -401,7 +296,7 @@ async fn client(addr: SocketAddr, id: usize) -> Result<(), String> {
 
 #[test]
 fn two_hundred_keep_alive_clients_make_fifty_requests_each() {
-    let example = Example::start();
+    let example = start();
     let addr = example.addr;
     let started = Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -435,14 +330,14 @@ fn two_hundred_keep_alive_clients_make_fifty_requests_each() {
         started.elapsed()
     );
     drop(rt);
-    let (status, took) = example.interrupt();
+    let (status, took) = interrupt(example);
     assert!(status.success(), "exit status after SIGINT: {status}");
     eprintln!("exited {took:?} after SIGINT");
 }
 
 #[test]
 fn sigint_stops_the_example_with_status_zero() {
-    let example = Example::start();
+    let example = start();
     // A kept-alive connection, idle between requests when the signal comes.
     let mut stream = connect(example.addr);
     let mut pending = Vec::new();
@@ -452,7 +347,7 @@ fn sigint_stops_the_example_with_status_zero() {
     let r = read_response(&mut stream, &mut pending);
     assert_eq!((r.status, &r.body[..]), (200, &b"Hello, World!"[..]));
 
-    let (status, took) = example.interrupt();
+    let (status, took) = interrupt(example);
     assert!(status.success(), "exit status after SIGINT: {status}");
     eprintln!("exited {took:?} after SIGINT");
     // The server closed the kept-alive connection on its way out.

@@ -6,18 +6,19 @@
 //! target directory), so `cargo test --test tls_echo` never tests a stale or missing binary.
 
 mod common;
+mod common_process;
 
-use common::{is_reset, TIMEOUT};
+use common::is_reset;
+use common_process::Example;
 use futures_rustls::pki_types::pem::PemObject;
 use futures_rustls::pki_types::{CertificateDer, ServerName};
 use futures_rustls::rustls::{self, ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use rand::RngCore;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, OnceLock};
+use std::process::ExitStatus;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -33,123 +34,32 @@ const WINDOW: usize = 64 * 1024;
 
 type Tls = StreamOwned<ClientConnection, TcpStream>;
 
-/// Builds the example once per test binary, with the profile this test binary was built with,
-/// and returns its path.
-fn example_path() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test binary path");
-        // target/<profile dir>/deps/<test binary> → target/<profile dir>/examples/tls_echo
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-        let mut build = Command::new(env!("CARGO"));
-        build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-            "build",
-            "--quiet",
-            "--example",
-            "tls_echo",
-        ]);
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some("release") => {
-                build.arg("--release");
-            }
-            Some(other) => {
-                build.args(["--profile", other]);
-            }
-        }
-        let status = build.status().expect("run cargo build --example tls_echo");
-        assert!(status.success(), "cargo build --example tls_echo: {status}");
-        let path = profile_dir.join("examples").join("tls_echo");
-        assert!(path.is_file(), "{} not built", path.display());
-        path
-    })
-}
-
-/// A running `tls_echo`; killed if the test ends early.
-struct Example {
-    child: Child,
-    /// Its stdout lines; the channel disconnects when the process closes stdout (exits).
-    lines: Receiver<String>,
-    addr: SocketAddr,
-    /// The certificate file it printed.
+/// A running `tls_echo` and the certificate file it printed.
+struct TlsEcho {
+    example: Example,
     cert: PathBuf,
 }
 
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Example {
+impl TlsEcho {
     /// Starts the example on an ephemeral loopback port with `args` after the address, and
     /// reads its `listening on` and `certificate:` lines.
-    fn start(args: &[&str]) -> Example {
-        let path = example_path();
-        let mut child = Command::new(path)
-            .arg("127.0.0.1:0")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let next_line = |what: &str| {
-            lines
-                .recv_timeout(TIMEOUT)
-                .unwrap_or_else(|_| panic!("tls_echo printed no {what} line"))
-        };
-        let first = next_line("first");
-        let addr: SocketAddr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line is {first:?}"))
-            .parse()
-            .unwrap_or_else(|e| panic!("address in {first:?}: {e}"));
-        assert_eq!(addr.ip().to_string(), "127.0.0.1");
-        assert_ne!(addr.port(), 0, "printed port 0, not the bound port");
-        let second = next_line("certificate");
+    fn start(args: &[&str]) -> TlsEcho {
+        let example = Example::start("tls_echo", args);
+        let line = example.next_line("certificate");
         let cert = PathBuf::from(
-            second
-                .strip_prefix("certificate: ")
-                .unwrap_or_else(|| panic!("second line is {second:?}")),
+            line.strip_prefix("certificate: ")
+                .unwrap_or_else(|| panic!("second line is {line:?}")),
         );
-        Example {
-            child,
-            lines,
-            addr,
-            cert,
-        }
+        TlsEcho { example, cert }
     }
 
-    /// Sends `signal` (a `kill` name such as `INT`) and returns the exit status, which must
-    /// come within [`EXIT_WITHIN`].
-    fn stop_with(mut self, signal: &str) -> ExitStatus {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} failed");
-        let deadline = Instant::now() + EXIT_WITHIN;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("still running {EXIT_WITHIN:?} after SIG{signal}")
-                }
-            }
-        }
-        self.child.wait().expect("reap the example")
+    fn addr(&self) -> SocketAddr {
+        self.example.addr
+    }
+
+    /// Sends `signal` and returns the exit status, which must come within [`EXIT_WITHIN`].
+    fn stop_with(self, signal: &str) -> ExitStatus {
+        self.example.stop_with(signal, EXIT_WITHIN)
     }
 }
 
@@ -241,15 +151,15 @@ fn random_bytes(len: usize) -> Vec<u8> {
 #[test]
 fn one_mebibyte_of_random_bytes_echoes_byte_for_byte() {
     let started = Instant::now();
-    let example = Example::start(&[]);
+    let example = TlsEcho::start(&[]);
     let config = client_config(&example.cert);
-    let mut tls = tls_connect(example.addr, &config, "localhost");
+    let mut tls = tls_connect(example.addr(), &config, "localhost");
     assert_echo(&mut tls, b"hello over TLS");
     assert_echo(&mut tls, &random_bytes(1 << 20));
     assert_echo(&mut tls, b"and still there");
     close(tls);
     // The certificate also names the IP address.
-    let mut by_ip = tls_connect(example.addr, &config, "127.0.0.1");
+    let mut by_ip = tls_connect(example.addr(), &config, "127.0.0.1");
     assert_echo(&mut by_ip, &random_bytes(100_000));
     close(by_ip);
     let status = example.stop_with("TERM");
@@ -259,14 +169,14 @@ fn one_mebibyte_of_random_bytes_echoes_byte_for_byte() {
 
 #[test]
 fn a_bad_handshake_closes_only_that_connection() {
-    let example = Example::start(&[]);
+    let example = TlsEcho::start(&[]);
     let config = client_config(&example.cert);
-    let mut before = tls_connect(example.addr, &config, "localhost");
+    let mut before = tls_connect(example.addr(), &config, "localhost");
     assert_echo(&mut before, b"before the bad client");
 
     // Not a ClientHello: the server must close this connection, whatever it sends first (a TLS
     // alert, perhaps); the socket stays open on our side so that it is the server that ends it.
-    let mut raw = common::connect(example.addr);
+    let mut raw = common::connect(example.addr());
     raw.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\nnot a ClientHello at all")
         .unwrap();
     let mut buf = [0u8; 4096];
@@ -286,7 +196,7 @@ fn a_bad_handshake_closes_only_that_connection() {
 
     // The connection that was open goes on, and a new client gets its echo.
     assert_echo(&mut before, b"after the bad client");
-    let mut after = tls_connect(example.addr, &config, "localhost");
+    let mut after = tls_connect(example.addr(), &config, "localhost");
     assert_echo(&mut after, &random_bytes(200_000));
     close(after);
     close(before);
@@ -297,9 +207,9 @@ fn a_bad_handshake_closes_only_that_connection() {
 #[test]
 fn twenty_concurrent_clients_echo_64_kib_each() {
     let started = Instant::now();
-    let example = Example::start(&[]);
+    let example = TlsEcho::start(&[]);
     let config = client_config(&example.cert);
-    let addr = example.addr;
+    let addr = example.addr();
     thread::scope(|s| {
         let clients: Vec<_> = (0..20)
             .map(|i| {
@@ -333,7 +243,7 @@ fn cert_and_key_options_serve_the_given_certificate() {
     std::fs::write(&cert_path, made.cert.pem()).unwrap();
     std::fs::write(&key_path, made.key_pair.serialize_pem()).unwrap();
 
-    let example = Example::start(&[
+    let example = TlsEcho::start(&[
         "--cert",
         cert_path.to_str().unwrap(),
         "--key",
@@ -342,7 +252,7 @@ fn cert_and_key_options_serve_the_given_certificate() {
     assert_eq!(example.cert, cert_path, "printed certificate path");
     // Trusting only the test's certificate: the handshake proves the server uses it.
     let config = client_config(&cert_path);
-    let mut tls = tls_connect(example.addr, &config, "localhost");
+    let mut tls = tls_connect(example.addr(), &config, "localhost");
     assert_echo(&mut tls, &random_bytes(300_000));
     close(tls);
     let status = example.stop_with("INT");
@@ -355,11 +265,11 @@ fn cert_and_key_options_serve_the_given_certificate() {
 
 #[test]
 fn sigint_exits_zero_and_removes_the_generated_certificate() {
-    let example = Example::start(&[]);
+    let example = TlsEcho::start(&[]);
     let cert = example.cert.clone();
     assert!(cert.is_file(), "{} missing", cert.display());
     let config = client_config(&cert);
-    let mut tls = tls_connect(example.addr, &config, "localhost");
+    let mut tls = tls_connect(example.addr(), &config, "localhost");
     assert_echo(&mut tls, b"ping");
     // A client still connected at the stop: the server closes it.
     let status = example.stop_with("INT");
