@@ -209,3 +209,22 @@ fn stop_before_run_returns_at_once() {
         "expected on_listening then on_shutdown: {all:?}"
     );
 }
+
+/// A server built and dropped without ever running has nothing to stop: waiting for it
+/// (`ServerHandle::stopped`) returns at once instead of hanging.
+#[test]
+fn stopped_resolves_for_a_server_dropped_without_running() {
+    let (handler, _events) = Recorder::echo();
+    let server = Builder::new()
+        .bind("127.0.0.1:0")
+        .and_then(|b| b.build(handler))
+        .expect("build the server");
+    let handle = server.handle();
+    drop(server);
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        futures::executor::block_on(handle.stopped());
+        let _ = tx.send(handle.is_finished());
+    });
+    assert_eq!(rx.recv_timeout(common::TIMEOUT), Ok(true));
+}

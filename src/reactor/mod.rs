@@ -118,6 +118,8 @@ pub(crate) struct Reactor {
     deadline: Option<Instant>,
     /// Wheel entries due this turn (kept to reuse the allocation).
     due: Vec<(ConnId, u64)>,
+    /// `run` began: from then on, ending without `finish` is abnormal.
+    started: bool,
     /// `finish` ran: the drop guard has nothing to do.
     finished: bool,
 }
@@ -127,6 +129,11 @@ pub(crate) struct Reactor {
 impl Drop for Reactor {
     fn drop(&mut self) {
         if self.finished {
+            return;
+        }
+        if !self.started {
+            // Built and dropped without running: nothing to fail, but waiters may stop waiting.
+            self.core.shared.set_finished();
             return;
         }
         log::error!("the reactor thread ended abnormally; failing every connection");
@@ -170,12 +177,14 @@ impl Reactor {
             next_tick,
             deadline: None,
             due: Vec::new(),
+            started: false,
             finished: false,
         })
     }
 
     /// Runs until stopped. Returns an error only if `epoll_wait` itself fails.
     pub(crate) fn run(mut self) -> io::Result<()> {
+        self.started = true;
         let no_listener = self.listeners.is_empty();
         for face in 0..self.faces.len() {
             let face_addrs: Vec<SocketAddr> = self
