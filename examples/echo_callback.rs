@@ -2,14 +2,14 @@
 //!
 //! ```text
 //! cargo run --example echo_callback -- [ADDR] [--idle-timeout SECS] [--first-byte-timeout SECS]
-//!                                           [--write-stall-timeout SECS]
+//!                                           [--write-stall-timeout SECS] [--stats]
 //! ```
 //!
 //! ADDR defaults to 127.0.0.1:7878. The timeouts are off unless given (fractions allowed):
 //! a connection silent for `--idle-timeout`, or that sent nothing within
 //! `--first-byte-timeout`, is closed; one whose output made no progress for
-//! `--write-stall-timeout` is reset. Prints `listening on <addr>` first, and stops gracefully on
-//! SIGINT or SIGTERM.
+//! `--write-stall-timeout` is reset. `--stats` prints the server's counters once a second.
+//! Prints `listening on <addr>` first, and stops gracefully on SIGINT or SIGTERM.
 
 use epoll_server::{Builder, Bytes, ConnId, Context, Handler, Server};
 use std::io::Write;
@@ -29,17 +29,53 @@ impl Handler for Echo {
 }
 
 fn main() -> std::io::Result<()> {
-    let (addr, builder) = parse_args(Server::builder().max_fds(65_536));
+    let (addr, builder, stats) = parse_args(Server::builder().max_fds(65_536));
     let server = builder.bind(addr.as_str())?.build(Echo)?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
     println!("listening on {}", server.local_addr());
     std::io::stdout().flush()?;
+    if stats {
+        let handle = server.handle();
+        std::thread::spawn(move || print_stats(handle));
+    }
     server.run()
 }
 
+/// One line of counters a second, until the server stops.
+fn print_stats(handle: epoll_server::ServerHandle) {
+    while !handle.is_finished() {
+        std::thread::sleep(Duration::from_secs(1));
+        let s = handle.stats();
+        println!(
+            "stats: open {} accepted {} closed {} (peer {} reset {} local {} error {} timed out {}) \
+             read {} B written {} B queued {} B paused {} accept errors {} back-offs {} \
+             turns {} events {} event buffer {}",
+            s.open,
+            s.accepted,
+            s.closed.total(),
+            s.closed.peer_closed,
+            s.closed.reset,
+            s.closed.local,
+            s.closed.error,
+            s.closed.timed_out,
+            s.bytes_read,
+            s.bytes_written,
+            s.queued_output_bytes,
+            s.paused_for_backpressure,
+            s.accept_errors,
+            s.accept_backoffs,
+            s.loop_turns,
+            s.events,
+            s.event_buffer,
+        );
+        let _ = std::io::stdout().flush();
+    }
+}
+
 /// The listen address and the timeout options; exits with a usage message on a bad argument.
-fn parse_args(mut builder: Builder) -> (String, Builder) {
+fn parse_args(mut builder: Builder) -> (String, Builder, bool) {
     let mut addr = "127.0.0.1:7878".to_string();
+    let mut stats = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut secs = |name: &str| -> Duration {
@@ -53,6 +89,10 @@ fn parse_args(mut builder: Builder) -> (String, Builder) {
             "--idle-timeout" => builder.idle_timeout(secs(&arg)),
             "--first-byte-timeout" => builder.first_byte_timeout(secs(&arg)),
             "--write-stall-timeout" => builder.write_stall_timeout(secs(&arg)),
+            "--stats" => {
+                stats = true;
+                builder
+            }
             flag if flag.starts_with("--") => usage(&format!("unknown option {flag}")),
             other => {
                 addr = other.to_string();
@@ -60,13 +100,13 @@ fn parse_args(mut builder: Builder) -> (String, Builder) {
             }
         };
     }
-    (addr, builder)
+    (addr, builder, stats)
 }
 
 fn usage(problem: &str) -> ! {
     eprintln!(
         "{problem}\nusage: echo_callback [ADDR] [--idle-timeout SECS] \
-         [--first-byte-timeout SECS] [--write-stall-timeout SECS]"
+         [--first-byte-timeout SECS] [--write-stall-timeout SECS] [--stats]"
     );
     std::process::exit(2)
 }

@@ -75,6 +75,7 @@ pub mod read_path;
 mod server;
 mod shared;
 mod signal;
+mod stats;
 mod sync;
 // The one module allowed to call libc: every `unsafe` block of the crate is here.
 #[allow(unsafe_code)]
@@ -90,6 +91,7 @@ pub use crate::id::ConnId;
 pub use crate::server::{make_listener, Builder, Server, ServerThread};
 pub use crate::shared::{ConnHandle, ServerHandle, Stopped};
 pub use crate::signal::stop_on_signals;
+pub use crate::stats::{ClosedBy, Stats};
 pub use crate::sys::FdLimit;
 pub use bytes::Bytes;
 

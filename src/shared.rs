@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     /// [`ServerHandle::stopped`] waits for.
     done_tx: async_channel::Sender<()>,
     done_rx: async_channel::Receiver<()>,
+    /// What `ServerHandle::stats` reports; written by the reactor thread only.
+    pub(crate) counters: crate::stats::Counters,
 }
 
 impl fmt::Debug for Shared {
@@ -90,6 +92,7 @@ impl Shared {
             commands_rx,
             done_tx,
             done_rx,
+            counters: Default::default(),
         })
     }
 
@@ -226,6 +229,37 @@ impl ServerHandle {
         Stopped {
             rx: Box::pin(self.shared.done_rx.clone()),
         }
+    }
+
+    /// A snapshot of the server's counters: connections, bytes, queues, accept errors, loop
+    /// turns. Any thread can take one at any time; the loop does not stop for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use epoll_server::{Bytes, ConnId, Context, Handler, Server};
+    /// use std::io::{Read, Write};
+    ///
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes) {
+    ///         let _ = ctx.send(conn, data);
+    ///     }
+    /// }
+    ///
+    /// let server = Server::builder().bind("127.0.0.1:0")?.build(Echo)?.spawn()?;
+    /// let mut client = std::net::TcpStream::connect(server.local_addr())?;
+    /// client.write_all(b"hello")?;
+    /// client.read_exact(&mut [0u8; 5])?;
+    /// // Counted before the echo was sent (bytes written are counted just after it is).
+    /// let stats = server.handle().stats();
+    /// assert_eq!((stats.open, stats.accepted, stats.bytes_read), (1, 1, 5));
+    /// # server.stop_and_join()
+    /// # }
+    /// ```
+    pub fn stats(&self) -> crate::Stats {
+        self.shared.counters.snapshot()
     }
 
     /// Makes the reactor thread panic on its next turn, to test that everything waiting on the

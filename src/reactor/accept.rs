@@ -111,8 +111,14 @@ impl Reactor {
                     l.pending = false;
                     return;
                 }
-                Err(e) if sys::is_transient_accept_error(&e) => continue,
+                Err(e) if sys::is_transient_accept_error(&e) => {
+                    crate::stats::add(&self.core.shared.counters.accept_errors, 1);
+                    continue;
+                }
                 Err(e) => {
+                    let counters = &self.core.shared.counters;
+                    crate::stats::add(&counters.accept_errors, 1);
+                    crate::stats::add(&counters.accept_backoffs, 1);
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM...: back off, and say so once per episode.
                     let wait = l.backoff;
                     l.retry_at = Some(Instant::now() + wait);

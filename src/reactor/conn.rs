@@ -131,6 +131,8 @@ pub(crate) struct Conn {
     pub(crate) wr_shut: bool,
     /// A byte has arrived (the first-byte timeout no longer applies).
     pub(crate) got_first_byte: bool,
+    /// Counted in `Stats::paused_for_backpressure`.
+    pub(crate) backpressure_counted: bool,
     /// Reactor milliseconds (see `Core::now_ms`) of the last inbound bytes, or of the open.
     pub(crate) last_in_ms: u64,
     /// When the queued output last made progress, or got stuck; 0 while nothing is stuck.
@@ -160,6 +162,7 @@ impl Conn {
             shut_wr_pending: false,
             wr_shut: false,
             got_first_byte: false,
+            backpressure_counted: false,
             last_in_ms: now_ms,
             progress_ms: 0,
             unacked_at_progress: 0,

@@ -21,7 +21,7 @@
 //! deadline: idle, first byte, write stall, close linger, user timer. Reads only store a time
 //! stamp; the entry re-checks every deadline when it comes due.
 
-use super::conn::{Conn, PAUSE_CLOSING, PAUSE_OUTPUT};
+use super::conn::{Conn, PAUSE_CLOSING, PAUSE_CONSUMER, PAUSE_OUTPUT};
 use super::wheel::Wheel;
 use crate::config::{Config, Timeouts};
 use crate::error::{catch_panic, CloseReason, SendError, SendErrorKind};
@@ -127,6 +127,7 @@ impl Core {
     /// Takes a slot for `conn` and returns its id.
     pub(crate) fn insert(&mut self, conn: Conn) -> ConnId {
         self.count += 1;
+        self.shared.counters.opened();
         if let Some(slot) = self.free.pop_front() {
             let s = &mut self.slots[slot as usize];
             s.conn = Some(conn);
@@ -281,6 +282,8 @@ impl Core {
         if pause && conn.queued_bytes() > high {
             conn.read.pause(PAUSE_OUTPUT);
         }
+        self.shared.counters.queued(len);
+        self.note_backpressure(id);
         self.mark_dirty(id);
         Ok(())
     }
@@ -296,6 +299,23 @@ impl Core {
                 Command::SendParts(id, pieces) => self.push_remote(id, pieces),
                 other => self.deferred.push(other),
             }
+        }
+    }
+
+    /// Keeps `Stats::paused_for_backpressure` in step with connection `id`'s pause reasons.
+    pub(crate) fn note_backpressure(&mut self, id: ConnId) {
+        let Some(conn) = self
+            .slots
+            .get_mut(id.slot())
+            .filter(|s| s.generation == id.generation())
+            .and_then(|s| s.conn.as_mut())
+        else {
+            return;
+        };
+        let paused = conn.read.is_paused_for(PAUSE_OUTPUT | PAUSE_CONSUMER);
+        if paused != conn.backpressure_counted {
+            conn.backpressure_counted = paused;
+            self.shared.counters.backpressure(paused);
         }
     }
 
@@ -330,6 +350,7 @@ impl Core {
         if conn.read.resume(reason) {
             self.mark_ready(id);
         }
+        self.note_backpressure(id);
         let Some(conn) = self.get_mut(id) else { return };
         if was_paused && !conn.read.is_paused() {
             // The idle clock stood still while reading was paused.
@@ -377,12 +398,16 @@ impl Core {
             }
             return;
         }
+        let mut len = 0;
         for piece in pieces {
+            len += piece.len();
             conn.push_remote(piece);
         }
         if pause && conn.queued_bytes() > high {
             conn.read.pause(PAUSE_OUTPUT);
         }
+        self.shared.counters.queued(len);
+        self.note_backpressure(id);
         self.mark_dirty(id);
     }
 
@@ -411,6 +436,12 @@ impl Core {
         self.free.push_back(id.slot() as u32);
         self.count -= 1;
         self.slot_freed = true;
+        let counters = &self.shared.counters;
+        counters.closed(&reason);
+        counters.dequeued(conn.out_bytes);
+        if conn.backpressure_counted {
+            counters.backpressure(false);
+        }
         conn.discard_output();
         let mut inbound_tx = None;
         let mut shared_state = None;
@@ -579,6 +610,12 @@ impl Core {
                 return;
             }
         };
+        if written > 0 {
+            let counters = &self.shared.counters;
+            crate::stats::add(&counters.bytes_written, written as u64);
+            counters.dequeued(written);
+        }
+        let Some(conn) = self.get_mut(id) else { return };
         if conn.out.is_empty() {
             conn.progress_ms = 0;
             if conn.closing.is_some() {

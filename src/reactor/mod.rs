@@ -164,6 +164,10 @@ impl Reactor {
         let pool = pool::BufPool::new(cfg.read_buffer);
         let scratch = pool.get();
         let next_tick = cfg.tick.map(|t| Instant::now() + t);
+        shared
+            .counters
+            .event_buffer
+            .store(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(Reactor {
             core: Core::new(cfg, epoll, shared),
             faces,
@@ -222,6 +226,9 @@ impl Reactor {
             let timeout = if commands_waiting { 0 } else { timeout };
             let n = self.core.epoll.wait(&mut self.events, timeout)?;
             self.core.shared.awake();
+            let counters = &self.core.shared.counters;
+            crate::stats::add(&counters.loop_turns, 1);
+            crate::stats::add(&counters.events, n as u64);
             let now = Instant::now();
             self.core.set_now(now);
             // Idle means no event, no command and no connection left to read from: a loop
@@ -421,6 +428,7 @@ impl Reactor {
                 Step::Data(n) => {
                     conn.last_in_ms = now_ms;
                     conn.got_first_byte = true;
+                    crate::stats::add(&self.core.shared.counters.bytes_read, n as u64);
                     if !self.decode(id, n) {
                         return;
                     }
@@ -489,6 +497,7 @@ impl Reactor {
                 };
                 conn.extra().parked.push_back(frame);
                 conn.read.pause(PAUSE_CONSUMER);
+                self.core.note_backpressure(id);
             }
         }
         self.core.get(id).is_some()
@@ -672,5 +681,9 @@ impl Reactor {
             self.events.shrink_to_fit();
             self.last_busy = now;
         }
+        self.core.shared.counters.event_buffer.store(
+            self.events.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 }
