@@ -86,6 +86,11 @@ fn child_echo_server_with_low_fd_limit() {
     say(&format!("port {}", server.local_addr().port()));
     // The parent closes our stdin when it is done (or dies): then stop.
     let _ = io::stdin().read_to_end(&mut Vec::new());
+    let stats = server.handle().stats();
+    say(&format!(
+        "stats accept_errors={} accept_backoffs={}",
+        stats.accept_errors, stats.accept_backoffs
+    ));
     server.stop_and_join().unwrap();
     say("stopped");
 }
@@ -240,13 +245,27 @@ impl Exhausted {
         self.clients.clear();
         drop(self.child.stdin.take());
         let mut stopped = false;
+        let mut counted = None;
         while let Ok(line) = self.lines.recv_timeout(common::TIMEOUT) {
+            if let Some(stats) = line.strip_prefix("stats ") {
+                // `Stats` counted the exhaustion: failed accepts, each followed by a back-off.
+                let n: Vec<u64> = stats
+                    .split(' ')
+                    .map(|kv| kv.split('=').nth(1).unwrap().parse().unwrap())
+                    .collect();
+                counted = Some((n[0], n[1]));
+            }
             if line == "stopped" {
                 stopped = true;
                 break;
             }
         }
         assert!(stopped, "the child's server did not stop");
+        let (errors, backoffs) = counted.expect("the child reported its stats");
+        assert!(
+            backoffs >= 1 && errors >= backoffs,
+            "stats after fd exhaustion: {errors} accept errors, {backoffs} back-offs"
+        );
     }
 }
 
