@@ -402,39 +402,32 @@ impl ConnShared {
             return Err(SendError::new(SendErrorKind::Closed, msg));
         }
         let mut guard = self.out_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(encoder) = guard.as_mut() else {
-            let len = msg.len();
-            self.reserve(len, bounded)
-                .map_err(|kind| SendError::new(kind, msg.clone()))?;
-            let end = self.enqueued_total.fetch_add(len as u64, SeqCst) + len as u64;
-            self.remote_pending.fetch_add(1, SeqCst);
-            self.server.push(Command::Send(self.id, msg));
-            return Ok(end);
+        let (len, pieces) = match guard.as_mut() {
+            None => (msg.len(), None),
+            Some(encoder) => {
+                let mut pieces = Vec::with_capacity(2);
+                match encode_guarded(self.id, &mut **encoder, &msg, &mut pieces) {
+                    Ok(len) => (len, Some(pieces)),
+                    Err(EncodeFailure::Refused(e)) => return Err(SendError::invalid(msg, e)),
+                    Err(EncodeFailure::Panicked(e)) => {
+                        // Like a panicking callback: this connection closes on the error, the
+                        // server and every other connection go on.
+                        let reported = std::io::Error::new(e.kind(), e.to_string());
+                        self.write_shut.store(true, SeqCst);
+                        self.server.push(Command::Fail(self.id, e));
+                        return Err(SendError::with_cause(SendErrorKind::Closed, msg, reported));
+                    }
+                }
+            }
         };
-        let mut pieces = Vec::with_capacity(2);
-        match catch_panic("the framing's encoder", || {
-            encoder.encode(msg.clone(), &mut pieces)
-        }) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                log::debug!("connection {}: {e}", self.id);
-                return Err(SendError::invalid(msg, e));
-            }
-            Err(panicked) => {
-                // Like a panicking callback: this connection closes on the error, the server
-                // and every other connection go on.
-                let reported = std::io::Error::new(panicked.kind(), panicked.to_string());
-                self.write_shut.store(true, SeqCst);
-                self.server.push(Command::Fail(self.id, panicked));
-                return Err(SendError::with_cause(SendErrorKind::Closed, msg, reported));
-            }
-        }
-        let len = pieces.iter().map(Bytes::len).sum();
         self.reserve(len, bounded)
             .map_err(|kind| SendError::new(kind, msg.clone()))?;
         let end = self.enqueued_total.fetch_add(len as u64, SeqCst) + len as u64;
         self.remote_pending.fetch_add(1, SeqCst);
-        self.server.push(Command::SendParts(self.id, pieces));
+        self.server.push(match pieces {
+            None => Command::Send(self.id, msg),
+            Some(pieces) => Command::SendParts(self.id, pieces),
+        });
         Ok(end)
     }
 
@@ -446,6 +439,35 @@ impl ConnShared {
             return Err(SendErrorKind::Full);
         }
         Ok(())
+    }
+}
+
+/// Why the framing's encoder did not encode a frame.
+pub(crate) enum EncodeFailure {
+    /// It refused the frame (its own error); the connection stays open.
+    Refused(std::io::Error),
+    /// It panicked: user code failing, which closes the connection.
+    Panicked(std::io::Error),
+}
+
+/// Encodes `msg` into `pieces` with the connection's encoder, catching a panic, and returns the
+/// encoded length. Both send paths (handles and sinks here, `Context::send` on the reactor)
+/// encode through it.
+pub(crate) fn encode_guarded(
+    id: ConnId,
+    encoder: &mut dyn Encoder,
+    msg: &Bytes,
+    pieces: &mut Vec<Bytes>,
+) -> Result<usize, EncodeFailure> {
+    match catch_panic("the framing's encoder", || {
+        encoder.encode(msg.clone(), pieces)
+    }) {
+        Ok(Ok(())) => Ok(pieces.iter().map(Bytes::len).sum()),
+        Ok(Err(e)) => {
+            log::debug!("connection {id}: {e}");
+            Err(EncodeFailure::Refused(e))
+        }
+        Err(panicked) => Err(EncodeFailure::Panicked(panicked)),
     }
 }
 

@@ -91,6 +91,12 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
+/// Sets a gauge only the reactor thread writes.
+#[inline]
+pub(crate) fn set(counter: &AtomicU64, n: u64) {
+    counter.store(n, Relaxed);
+}
+
 /// Subtracts `n` from such a counter.
 #[inline]
 pub(crate) fn sub(counter: &AtomicU64, n: u64) {

@@ -24,10 +24,10 @@
 use super::conn::{Conn, PAUSE_CLOSING, PAUSE_CONSUMER, PAUSE_OUTPUT};
 use super::wheel::Wheel;
 use crate::config::{Config, Timeouts};
-use crate::error::{catch_panic, CloseReason, SendError, SendErrorKind};
+use crate::error::{CloseReason, SendError, SendErrorKind};
 use crate::handoff::{PauseFlag, WriteProgress};
 use crate::id::ConnId;
-use crate::shared::{self, Command, ConnShared, Shared};
+use crate::shared::{self, encode_guarded, Command, ConnShared, EncodeFailure, Shared};
 use crate::sys::{self, Epoll};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -248,24 +248,16 @@ impl Core {
         let mut pieces: Vec<Bytes> = Vec::new();
         let len = match encoder {
             None => msg.len(),
-            Some(encoder) => {
-                match catch_panic("the framing's encoder", || {
-                    encoder.encode(msg.clone(), &mut pieces)
-                }) {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        log::debug!("connection {id}: {e}");
-                        return Err(SendError::invalid(msg, e));
-                    }
-                    Err(panicked) => {
-                        drop(guard);
-                        let reported = io::Error::new(panicked.kind(), panicked.to_string());
-                        self.abort(id, CloseReason::Error(panicked));
-                        return Err(SendError::with_cause(SendErrorKind::Closed, msg, reported));
-                    }
+            Some(encoder) => match encode_guarded(id, &mut **encoder, &msg, &mut pieces) {
+                Ok(len) => len,
+                Err(EncodeFailure::Refused(e)) => return Err(SendError::invalid(msg, e)),
+                Err(EncodeFailure::Panicked(e)) => {
+                    drop(guard);
+                    let reported = io::Error::new(e.kind(), e.to_string());
+                    self.abort(id, CloseReason::Error(e));
+                    return Err(SendError::with_cause(SendErrorKind::Closed, msg, reported));
                 }
-                pieces.iter().map(Bytes::len).sum()
-            }
+            },
         };
         let queued = conn.queued_bytes();
         if queued > 0 && queued + len > hard {
@@ -304,14 +296,7 @@ impl Core {
 
     /// Keeps `Stats::paused_for_backpressure` in step with connection `id`'s pause reasons.
     pub(crate) fn note_backpressure(&mut self, id: ConnId) {
-        let Some(conn) = self
-            .slots
-            .get_mut(id.slot())
-            .filter(|s| s.generation == id.generation())
-            .and_then(|s| s.conn.as_mut())
-        else {
-            return;
-        };
+        let Some(conn) = self.get_mut(id) else { return };
         let paused = conn.read.is_paused_for(PAUSE_OUTPUT | PAUSE_CONSUMER);
         if paused != conn.backpressure_counted {
             conn.backpressure_counted = paused;

@@ -164,10 +164,7 @@ impl Reactor {
         let pool = pool::BufPool::new(cfg.read_buffer);
         let scratch = pool.get();
         let next_tick = cfg.tick.map(|t| Instant::now() + t);
-        shared
-            .counters
-            .event_buffer
-            .store(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        crate::stats::set(&shared.counters.event_buffer, events.len() as u64);
         Ok(Reactor {
             core: Core::new(cfg, epoll, shared),
             faces,
@@ -681,9 +678,9 @@ impl Reactor {
             self.events.shrink_to_fit();
             self.last_busy = now;
         }
-        self.core.shared.counters.event_buffer.store(
-            self.events.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        if self.events.len() != len {
+            let counters = &self.core.shared.counters;
+            crate::stats::set(&counters.event_buffer, self.events.len() as u64);
+        }
     }
 }
