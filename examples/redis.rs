@@ -149,13 +149,13 @@ impl RequestDecoder {
         }
     }
 
-    /// The offset of the first `target` at or after `start`, looking no further than
-    /// `INLINE_MAX` bytes; `None` if it is not there (yet), or a NUL comes first.
-    fn find(&mut self, buf: &[u8], start: usize, target: u8) -> Option<usize> {
+    /// The offset of the first `target` at or after `start`, looking at no more than `window`
+    /// bytes; `None` if it is not there (yet), or a NUL comes first.
+    fn find(&mut self, buf: &[u8], start: usize, target: u8, window: usize) -> Option<usize> {
         if self.blocked {
             return None;
         }
-        let end = buf.len().min(start + INLINE_MAX + 1);
+        let end = buf.len().min(start + window);
         let from = self.scanned.max(start);
         for (i, &b) in buf.get(from..end).unwrap_or_default().iter().enumerate() {
             if b == target {
@@ -172,18 +172,21 @@ impl RequestDecoder {
     }
 
     fn inline(&mut self, buf: &mut BytesMut) -> Step {
-        let Some(newline) = self.find(buf, 0, b'\n') else {
-            return if buf.len() > INLINE_MAX {
-                Step::ProtocolError("too big inline request".into())
-            } else {
-                Step::More
-            };
+        // A line of at most INLINE_MAX bytes, then "\r\n" or "\n".
+        let too_big = || Step::ProtocolError("too big inline request".into());
+        let Some(newline) = self.find(buf, 0, b'\n', INLINE_MAX + 2) else {
+            let over = buf.len() > INLINE_MAX + 1
+                || (buf.len() == INLINE_MAX + 1 && buf[INLINE_MAX] != b'\r');
+            return if over { too_big() } else { Step::More };
         };
         let end = if newline > 0 && buf[newline - 1] == b'\r' {
             newline - 1
         } else {
             newline
         };
+        if end > INLINE_MAX {
+            return too_big();
+        }
         let Some(args) = split_args(&buf[..end]) else {
             return Step::ProtocolError("unbalanced quotes in request".into());
         };
@@ -206,7 +209,7 @@ impl RequestDecoder {
         let mut mb = match self.partial.take() {
             Some(mb) => mb,
             None => {
-                let Some(cr) = self.find(buf, 0, b'\r') else {
+                let Some(cr) = self.find(buf, 0, b'\r', INLINE_MAX + 1) else {
                     return if buf.len() > INLINE_MAX {
                         Step::ProtocolError("too big mbulk count string".into())
                     } else {
@@ -236,7 +239,7 @@ impl RequestDecoder {
             let len = match mb.bulk_len {
                 Some(len) => len,
                 None => {
-                    let Some(cr) = self.find(buf, mb.pos, b'\r') else {
+                    let Some(cr) = self.find(buf, mb.pos, b'\r', INLINE_MAX + 1) else {
                         if buf.len() - mb.pos > INLINE_MAX {
                             return Step::ProtocolError("too big bulk count string".into());
                         }
