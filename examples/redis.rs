@@ -1509,3 +1509,77 @@ fn client_setinfo(_: &mut Db, a: &Args<'_>, out: &mut Out) {
     }
     out.raw(OK);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Decodes `input` fed in pieces cut at `cuts`, as the reactor would; frames, then whether
+    /// the decoder failed.
+    fn decode_in_pieces(input: &[u8], cuts: &[usize]) -> (Vec<Bytes>, bool) {
+        let mut decoder = RequestDecoder::new(1024);
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        let mut from = 0;
+        for &to in cuts.iter().chain([&input.len()]) {
+            buf.extend_from_slice(&input[from..to]);
+            from = to;
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(frame)) => frames.push(frame),
+                    Ok(None) => break,
+                    Err(_) => return (frames, true),
+                }
+            }
+            assert!(buf.len() < decoder.max_buffered());
+        }
+        (frames, false)
+    }
+
+    #[test]
+    fn any_split_decodes_the_same_frames() {
+        let input: &[u8] =
+            b"*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\nPING\r\n\r\n*0\r\nset k \"a\\x41\"\n\
+            *3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n*1\r\n$-1\r\nPING\r\n";
+        let (whole, failed) = decode_in_pieces(input, &[]);
+        assert!(!failed);
+        assert_eq!(whole.len(), 5, "{whole:?}");
+        assert!(whole[4].starts_with(b"-ERR Protocol error: invalid bulk length"));
+        for a in 0..=input.len() {
+            for b in a..=input.len() {
+                assert_eq!(
+                    decode_in_pieces(input, &[a, b]).0,
+                    whole,
+                    "cut at {a} and {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic_and_stay_bounded() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let alphabet = b"*$\r\n0123456789-+ \"'\\xabPING\0";
+        for _ in 0..20_000 {
+            let len = rng.gen_range(0..64);
+            let input: Vec<u8> = (0..len)
+                .map(|_| match rng.gen_range(0..4) {
+                    0 => rng.gen(),
+                    _ => alphabet[rng.gen_range(0..alphabet.len())],
+                })
+                .collect();
+            let mut cuts: Vec<usize> = (0..3).map(|_| rng.gen_range(0..=len)).collect();
+            cuts.sort_unstable();
+            let (frames, _) = decode_in_pieces(&input, &cuts);
+            let mut argv = Vec::new();
+            for frame in &frames {
+                // Every frame is a request the handler can read, or a protocol error.
+                argv.clear();
+                assert!(
+                    frame.starts_with(b"-ERR Protocol error: ") || parse_argv(frame, &mut argv)
+                );
+            }
+        }
+    }
+}
