@@ -19,7 +19,6 @@ use crate::hist::Histogram;
 use crate::loadgen::{Failure, Outcome, Params, Probe, Scenario};
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpStream};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -245,29 +244,7 @@ pub fn ensure_wrk(wrk: &Path) -> Result<PathBuf, String> {
         return Err(format!("cannot run wrk at {}", wrk.display()));
     }
     eprintln!("bench: wrk not found; installing it: apt-get install -y wrk");
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let apt = |args: &[&str]| -> bool {
-        let mut c = if root {
-            Command::new("apt-get")
-        } else {
-            let mut c = Command::new("sudo");
-            c.args(["-n", "apt-get"]);
-            c
-        };
-        let to_stderr = std::io::stderr()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_or_else(|_| Stdio::null(), Stdio::from);
-        c.args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .stdout(to_stderr)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let installed =
-        apt(&["install", "-y", "wrk"]) || (apt(&["update"]) && apt(&["install", "-y", "wrk"]));
+    let installed = crate::real::apt_install(&["wrk"]);
     if installed && runs(wrk) {
         Ok(wrk.to_path_buf())
     } else {

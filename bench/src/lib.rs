@@ -22,6 +22,11 @@
 //! it drives HTTP servers (`GET /` → `Hello, World!`) with `wrk`, and runs
 //! only when asked for (`--scenarios http`).
 //!
+//! The real-server scenarios ([`real`]: `--scenarios redis,http-plaintext,proxy`)
+//! measure the root crate's `redis`, `http_plaintext` and `proxy` examples
+//! against `redis-server`, nginx and a direct echo, with `redis-benchmark`,
+//! `wrk` and our generator, and report ratios ours / theirs.
+//!
 //! The soak scenario ([`soak`]) is separate: one server process under a
 //! steady mix of clients (ping-pong, churn, bulk, slow readers, resets and
 //! slowloris clients its timeouts must close) for minutes, its RSS, fds and
@@ -39,6 +44,7 @@ pub mod hist;
 pub mod http;
 pub mod loadgen;
 pub mod pattern;
+pub mod real;
 pub mod report;
 pub mod servers;
 pub mod soak;

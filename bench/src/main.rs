@@ -116,7 +116,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
         match a.as_str() {
             "--smoke" => {}
             "--help" | "-h" => {
-                print!("{USAGE}");
+                print!("{USAGE}\n{}", bench::real::cli::USAGE);
                 return Ok(None);
             }
             "--list" => {
@@ -405,6 +405,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--soak") {
         return run_soak(args);
+    }
+    if bench::real::cli::wanted(&args) {
+        return bench::real::cli::main(args);
     }
     let cli = match parse_args(args) {
         Ok(Some(cli)) => cli,

@@ -132,7 +132,8 @@ pub fn rows(samples: &[Sample], scenario: Scenario, servers: &[String]) -> Vec<R
         .collect()
 }
 
-fn num(x: f64) -> String {
+/// A number in 3–4 significant digits, with k and M for thousands and millions.
+pub fn num(x: f64) -> String {
     let a = x.abs();
     if a >= 1e6 {
         format!("{:.2}M", x / 1e6)
