@@ -6,6 +6,8 @@
 //! cargo run --example chat -- [ADDR]      # default 127.0.0.1:7878
 //! ```
 //!
+//! ADDR is `IP:PORT` or `unix:/path` (a Unix domain socket, removed again on stop).
+//!
 //! Prints `listening on <addr>` first, and stops gracefully on SIGINT or SIGTERM.
 
 use epoll_server::{Bytes, CloseReason, ConnId, ConnInfo, Context, Handler, Server};
@@ -107,10 +109,18 @@ fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:7878".into());
     let server = Server::builder()
-        .bind(addr.as_str())?
+        .bind_address(&listen_address(&addr))?
         .build(Chat::default())?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
-    println!("listening on {}", server.local_addr());
+    println!("listening on {}", server.addresses()[0]);
     std::io::stdout().flush()?;
     server.run()
+}
+
+/// The listen address argument: `IP:PORT` or `unix:/path`; exits with a message if invalid.
+fn listen_address(arg: &str) -> epoll_server::Address {
+    arg.parse().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    })
 }

@@ -7,6 +7,8 @@
 //! cargo run --example chat_async -- [ADDR]      # default 127.0.0.1:7878, on tokio
 //! ```
 //!
+//! ADDR is `IP:PORT` or `unix:/path` (a Unix domain socket, removed again on stop).
+//!
 //! Prints `listening on <addr>` first, and stops gracefully on SIGINT or SIGTERM.
 
 use epoll_server::{Bytes, ConnHandle, ConnId, Connection, Server};
@@ -95,9 +97,11 @@ fn main() -> io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:7878".into());
-    let server = Server::builder().bind_async(addr.as_str())?.build_async()?;
+    let server = Server::builder()
+        .bind_address_async(&listen_address(&addr))?
+        .build_async()?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
-    println!("listening on {}", server.local_addr());
+    println!("listening on {}", server.addresses()[0]);
     io::stdout().flush()?;
     let mut incoming = server.incoming();
     let running = server.spawn()?;
@@ -114,4 +118,12 @@ fn main() -> io::Result<()> {
         }
     });
     running.join()
+}
+
+/// The listen address argument: `IP:PORT` or `unix:/path`; exits with a message if invalid.
+fn listen_address(arg: &str) -> epoll_server::Address {
+    arg.parse().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    })
 }

@@ -5,6 +5,8 @@
 //!     [--idle-timeout SECS] [--first-byte-timeout SECS] [--write-stall-timeout SECS]
 //! ```
 //!
+//! ADDR is `IP:PORT` or `unix:/path` (a Unix domain socket, removed again on stop).
+//!
 //! ADDR defaults to 127.0.0.1:7878 and the executor to tokio (current-thread runtime). The
 //! echo code is the same for every executor: only `spawn` differs. The timeouts are off unless
 //! given (fractions allowed); a timed-out connection's stream yields `Err(TimedOut)`. Prints
@@ -61,9 +63,11 @@ fn main() -> io::Result<()> {
             }
         };
     }
-    let server = builder.bind_async(addr.as_str())?.build_async()?;
+    let server = builder
+        .bind_address_async(&listen_address(&addr))?
+        .build_async()?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
-    println!("listening on {}", server.local_addr());
+    println!("listening on {}", server.addresses()[0]);
     io::stdout().flush()?;
     let incoming = server.incoming();
     let running = server.spawn()?;
@@ -118,4 +122,12 @@ fn usage(problem: &str) -> ! {
          [--idle-timeout SECS] [--first-byte-timeout SECS] [--write-stall-timeout SECS]"
     );
     std::process::exit(2)
+}
+
+/// The listen address argument: `IP:PORT` or `unix:/path`; exits with a message if invalid.
+fn listen_address(arg: &str) -> epoll_server::Address {
+    arg.parse().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    })
 }

@@ -5,6 +5,8 @@
 //!                                           [--write-stall-timeout SECS] [--stats]
 //! ```
 //!
+//! ADDR is `IP:PORT` or `unix:/path` (a Unix domain socket, removed again on stop).
+//!
 //! ADDR defaults to 127.0.0.1:7878. The timeouts are off unless given (fractions allowed):
 //! a connection silent for `--idle-timeout`, or that sent nothing within
 //! `--first-byte-timeout`, is closed; one whose output made no progress for
@@ -30,9 +32,9 @@ impl Handler for Echo {
 
 fn main() -> std::io::Result<()> {
     let (addr, builder, stats) = parse_args(Server::builder().max_fds(65_536));
-    let server = builder.bind(addr.as_str())?.build(Echo)?;
+    let server = builder.bind_address(&listen_address(&addr))?.build(Echo)?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
-    println!("listening on {}", server.local_addr());
+    println!("listening on {}", server.addresses()[0]);
     std::io::stdout().flush()?;
     if stats {
         let handle = server.handle();
@@ -109,4 +111,12 @@ fn usage(problem: &str) -> ! {
          [--first-byte-timeout SECS] [--write-stall-timeout SECS] [--stats]"
     );
     std::process::exit(2)
+}
+
+/// The listen address argument: `IP:PORT` or `unix:/path`; exits with a message if invalid.
+fn listen_address(arg: &str) -> epoll_server::Address {
+    arg.parse().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    })
 }

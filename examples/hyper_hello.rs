@@ -6,6 +6,8 @@
 //! curl --data-binary @some-file http://127.0.0.1:7878/echo     # the body, streamed back
 //! ```
 //!
+//! ADDR is `IP:PORT` or `unix:/path` (a Unix domain socket, removed again on stop).
+//!
 //! ADDR defaults to 127.0.0.1:7878 (`127.0.0.1:0` picks a free port). Routes: `GET /` answers
 //! `Hello, World!`, `POST /echo` streams the request body back as the response body, anything
 //! else is a 404. Keep-alive and pipelined requests work. Each connection goes
@@ -76,9 +78,11 @@ fn main() -> io::Result<()> {
         eprintln!("unexpected argument {extra:?}\nusage: hyper_hello [ADDR]");
         std::process::exit(2);
     }
-    let server = Server::builder().bind_async(addr.as_str())?.build_async()?;
+    let server = Server::builder()
+        .bind_address_async(&listen_address(&addr))?
+        .build_async()?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
-    println!("listening on {}", server.local_addr());
+    println!("listening on {}", server.addresses()[0]);
     io::stdout().flush()?;
 
     // Taken before `spawn`: the stream of accepted connections, which ends when the server stops.
@@ -92,4 +96,12 @@ fn main() -> io::Result<()> {
     });
     // Stopped: queued answers are written (up to the shut-down deadline), then the thread ends.
     running.join()
+}
+
+/// The listen address argument: `IP:PORT` or `unix:/path`; exits with a message if invalid.
+fn listen_address(arg: &str) -> epoll_server::Address {
+    arg.parse().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    })
 }

@@ -6,6 +6,8 @@
 //! cargo run --example tls_echo -- [ADDR] [--cert CERT.pem --key KEY.pem]
 //! ```
 //!
+//! ADDR is `IP:PORT` or `unix:/path` (a Unix domain socket, removed again on stop).
+//!
 //! ADDR defaults to 127.0.0.1:7878. Without `--cert`/`--key`, a self-signed certificate for
 //! `localhost` and `127.0.0.1` is made at start (rcgen) and written as PEM to
 //! `$TMPDIR/tls_echo-<pid>.pem` (removed again on a graceful stop). Prints `listening on <addr>`
@@ -33,7 +35,7 @@ const BUF: usize = 16 * 1024;
 /// sends close_notify and half-closes. Every chunk read is written and flushed before the next
 /// read: the I/O view gathers small writes until a flush, and an echo must not sit on them.
 async fn serve_tls(acceptor: TlsAcceptor, conn: Connection) {
-    let peer = conn.peer_addr();
+    let peer = conn.peer_addr().clone();
     let mut tls = match acceptor.accept(conn.into_io()).await {
         Ok(tls) => tls,
         Err(e) => {
@@ -136,9 +138,11 @@ fn main() -> io::Result<()> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let acceptor = TlsAcceptor::from(Arc::new(config));
 
-    let server = Server::builder().bind_async(addr.as_str())?.build_async()?;
+    let server = Server::builder()
+        .bind_address_async(&listen_address(&addr))?
+        .build_async()?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
-    println!("listening on {}", server.local_addr());
+    println!("listening on {}", server.addresses()[0]);
     println!("certificate: {}", cert_path.display());
     io::stdout().flush()?;
     let mut incoming = server.incoming();
@@ -160,4 +164,12 @@ fn main() -> io::Result<()> {
 fn usage(problem: &str) -> ! {
     eprintln!("{problem}\nusage: tls_echo [ADDR] [--cert CERT.pem --key KEY.pem]");
     std::process::exit(2)
+}
+
+/// The listen address argument: `IP:PORT` or `unix:/path`; exits with a message if invalid.
+fn listen_address(arg: &str) -> epoll_server::Address {
+    arg.parse().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    })
 }

@@ -59,6 +59,8 @@ pub(crate) struct Timeouts {
     pub(crate) idle: Option<u64>,
     pub(crate) first_byte: Option<u64>,
     pub(crate) write_stall: Option<u64>,
+    /// Milliseconds an outbound connect may take (at least 1).
+    pub(crate) connect: u64,
 }
 
 impl Timeouts {
@@ -101,7 +103,10 @@ impl Default for Config {
             accept_batch: 128,
             accept_backoff_min: Duration::from_millis(10),
             accept_backoff_max: Duration::from_secs(1),
-            timeouts: Timeouts::default(),
+            timeouts: Timeouts {
+                connect: 30_000,
+                ..Timeouts::default()
+            },
         }
     }
 }

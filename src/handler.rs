@@ -1,23 +1,31 @@
 //! The callback face: a [`Handler`] runs on the reactor thread and acts through a [`Context`].
 
+use crate::addr::{Address, PeerCredentials};
 use crate::error::{catch_panic, CloseReason, SendError};
 use crate::id::ConnId;
 use crate::reactor::{Closed, Core, Face};
 use crate::shared::{ConnHandle, ServerHandle};
 use bytes::Bytes;
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Who a new connection is with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnInfo {
     /// The connection's id, valid until it closes.
     pub id: ConnId,
-    /// The peer's address.
-    pub peer: SocketAddr,
-    /// The local address the peer connected to.
-    pub local: SocketAddr,
+    /// The peer's address: TCP, or for a Unix domain socket its path (usually unnamed for
+    /// accepted connections, whose clients rarely bind one).
+    pub peer: Address,
+    /// The local address: the one the peer connected to, or for an outbound connection the
+    /// one it was given.
+    pub local: Address,
+    /// Unix domain sockets: the peer process's credentials (`SO_PEERCRED`); `None` for TCP.
+    pub peer_credentials: Option<PeerCredentials>,
+    /// Opened by this server ([`Context::connect`], [`ServerHandle::connect`]) rather than
+    /// accepted.
+    pub outbound: bool,
 }
 
 /// Callbacks for connection events, run on the reactor thread.
@@ -68,7 +76,7 @@ pub struct ConnInfo {
 /// ```
 pub trait Handler: Send + 'static {
     /// The server is listening on `addrs` (the real bound addresses, with their ports).
-    fn on_listening(&mut self, ctx: &mut Context<'_>, addrs: &[SocketAddr]) {
+    fn on_listening(&mut self, ctx: &mut Context<'_>, addrs: &[Address]) {
         let _ = ctx;
         log::info!("listening on {addrs:?}");
     }
@@ -94,6 +102,23 @@ pub trait Handler: Send + 'static {
     /// the connection when done.
     fn on_peer_eof(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
         ctx.close(conn);
+    }
+
+    /// An outbound connection started with [`Context::connect`] failed: refused, unreachable,
+    /// timed out ([`Builder::connect_timeout`](crate::Builder::connect_timeout)), closed
+    /// before it completed, or the server stopped. `conn` is gone; no other callback names it.
+    /// (A connect that succeeds calls [`on_open`](Self::on_open) with
+    /// [`ConnInfo::outbound`] set.) The default reports the error to
+    /// [`on_error`](Self::on_error).
+    fn on_connect_failed(&mut self, ctx: &mut Context<'_>, conn: ConnId, error: io::Error) {
+        self.on_error(ctx, Some(conn), &error);
+    }
+
+    /// `conn`'s queued output, after rising above the high-water mark, drained to the
+    /// low-water mark ([`Builder::output_limits`](crate::Builder::output_limits)): a good time
+    /// to resume reading whatever feeds it, such as the other side of a proxy.
+    fn on_drained(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        let _ = (ctx, conn);
     }
 
     /// The timer set with [`Context::set_timer`] for `conn` fired.
@@ -158,6 +183,62 @@ impl Context<'_> {
     /// Closes `conn` once what is queued for it is written. Reading from it stops now.
     pub fn close(&mut self, conn: ConnId) {
         self.core.close(conn, CloseReason::Local);
+    }
+
+    /// Ends `conn` now with a reset (RST) instead of a clean end of file, dropping what is
+    /// queued for it: the peer can tell the conversation was cut short (a proxy forwards a
+    /// reset this way). [`Handler::on_close`] reports [`CloseReason::Local`].
+    pub fn reset(&mut self, conn: ConnId) {
+        self.core.reset(conn, CloseReason::Local);
+    }
+
+    /// Half-closes `conn`: once what is queued is written, sends the end of file
+    /// (`shutdown(SHUT_WR)`). Reading goes on; sends fail from now on. Close it when the
+    /// peer is done too.
+    pub fn shutdown_write(&mut self, conn: ConnId) {
+        self.core.shutdown_write(conn);
+    }
+
+    /// Opens an outbound connection to `addr` (TCP or Unix) on this reactor, and returns its
+    /// id at once. [`Handler::on_open`] follows when it is connected (with
+    /// [`ConnInfo::outbound`] set), or [`Handler::on_connect_failed`] with the error. Until
+    /// then, sends to it are queued and go out once it is connected.
+    ///
+    /// # Errors
+    ///
+    /// Only if no connect could be started: no socket (fd exhaustion), an unusable address,
+    /// [`max_connections`](crate::Builder::max_connections) reached, or the server stopping.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use epoll_server::{Bytes, ConnId, ConnInfo, Context, Handler, Server};
+    /// use std::io::Read;
+    ///
+    /// /// Connects to `upstream` at start and greets it.
+    /// struct Greeter(std::net::SocketAddr);
+    ///
+    /// impl Handler for Greeter {
+    ///     fn on_listening(&mut self, ctx: &mut Context<'_>, _: &[epoll_server::Address]) {
+    ///         let id = ctx.connect(self.0).expect("a connect starts");
+    ///         ctx.send(id, "hello").expect("queued until connected");
+    ///     }
+    ///     fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
+    /// }
+    ///
+    /// let upstream = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let server = Server::builder().build(Greeter(upstream.local_addr()?))?.spawn()?;
+    /// let (mut peer, _) = upstream.accept()?;
+    /// let mut got = [0u8; 5];
+    /// peer.read_exact(&mut got)?;
+    /// assert_eq!(&got, b"hello");
+    /// server.stop_and_join()
+    /// # }
+    /// ```
+    pub fn connect(&mut self, addr: impl Into<Address>) -> io::Result<ConnId> {
+        self.core
+            .connect(&addr.into(), crate::server::CALLBACK_FACE)
     }
 
     /// Stops reading from `conn` (the seed's `stop_reading_from_connection`); the peer then
@@ -302,7 +383,7 @@ impl CallbackFace {
 }
 
 impl Face for CallbackFace {
-    fn listening(&mut self, core: &mut Core, addrs: &[SocketAddr]) {
+    fn listening(&mut self, core: &mut Core, addrs: &[Address]) {
         self.run(core, None, "on_listening", |h, ctx| {
             h.on_listening(ctx, addrs)
         });
@@ -332,8 +413,19 @@ impl Face for CallbackFace {
         self.run(core, Some(id), "on_timer", |h, ctx| h.on_timer(ctx, id));
     }
 
+    fn drained(&mut self, core: &mut Core, id: ConnId) {
+        self.run(core, Some(id), "on_drained", |h, ctx| h.on_drained(ctx, id));
+    }
+
     fn closed(&mut self, core: &mut Core, closed: Closed) {
         let id = closed.id;
+        if let Some(to) = &closed.connect_to {
+            let err = crate::async_face::connect_error(to, closed.reason);
+            self.run(core, None, "on_connect_failed", |h, ctx| {
+                h.on_connect_failed(ctx, id, err)
+            });
+            return;
+        }
         if let CloseReason::Error(e) = &closed.reason {
             self.report(core, Some(id), e);
         }

@@ -58,6 +58,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]
 
+mod addr;
 mod async_face;
 pub mod codec;
 mod config;
@@ -81,8 +82,10 @@ mod sync;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use crate::addr::{Address, AddressParseError, PeerCredentials};
 pub use crate::async_face::{
-    Connection, Inbound, Incoming, IoReadHalf, IoStream, IoWriteHalf, Outbound, IO_WRITE_CHUNK,
+    Connect, Connection, Inbound, Incoming, IoReadHalf, IoStream, IoWriteHalf, Outbound,
+    IO_WRITE_CHUNK,
 };
 pub use crate::config::Timeout;
 pub use crate::error::{CloseReason, SendError, SendErrorKind};

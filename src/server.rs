@@ -1,5 +1,6 @@
 //! Building a server, running it on the caller's thread or its own.
 
+use crate::addr::Address;
 use crate::async_face::{AsyncFace, Incoming};
 use crate::codec::Framing;
 use crate::config::{Config, Timeout};
@@ -11,6 +12,9 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -95,7 +99,7 @@ impl fmt::Debug for Builder {
             .field("config", &self.cfg)
             .field(
                 "listeners",
-                &self.listeners.iter().map(|l| l.addr).collect::<Vec<_>>(),
+                &self.listeners.iter().map(|l| &l.addr).collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -114,9 +118,10 @@ impl Builder {
             let addr = sys::local_addr(fd.as_fd())?;
             self.listeners.push(ListenerSpec {
                 fd,
-                addr,
+                addr: Address::Tcp(addr),
                 face,
                 framing: None,
+                path_guard: None,
             });
             any = true;
         }
@@ -140,11 +145,153 @@ impl Builder {
         let addr = listener.local_addr()?;
         self.listeners.push(ListenerSpec {
             fd: OwnedFd::from(listener),
+            addr: Address::Tcp(addr),
+            face,
+            framing: None,
+            path_guard: None,
+        });
+        Ok(self)
+    }
+
+    fn add_unix(mut self, path: &Path, face: usize) -> io::Result<Builder> {
+        let (fd, guard) = bind_unix_path(path, self.cfg.backlog)?;
+        self.listeners.push(ListenerSpec {
+            fd,
+            addr: Address::unix(path),
+            face,
+            framing: None,
+            path_guard: Some(guard),
+        });
+        Ok(self)
+    }
+
+    fn add_unix_listener(mut self, listener: UnixListener, face: usize) -> io::Result<Builder> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| sys::context(e, "set_nonblocking"))?;
+        let fd = OwnedFd::from(listener);
+        let addr = sys::local_address(fd.as_fd())?;
+        self.listeners.push(ListenerSpec {
+            fd,
             addr,
             face,
             framing: None,
+            path_guard: None,
         });
         Ok(self)
+    }
+
+    fn add_address(self, addr: &Address, face: usize) -> io::Result<Builder> {
+        match addr {
+            Address::Tcp(a) => self.add(*a, face),
+            Address::Unix(Some(path)) => self.add_unix(path, face),
+            Address::Unix(None) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an unnamed Unix socket address cannot be bound",
+            )),
+        }
+    }
+
+    /// Listens on a Unix domain stream socket at `path` for the callback face.
+    ///
+    /// A socket file left at `path` by a process that died is replaced; one that something
+    /// still accepts on is an error of kind `AddrInUse`, and so is a path that exists and is
+    /// not a socket: neither is ever removed. The file is removed again when the listener
+    /// closes (when the server stops), unless another socket has replaced it meanwhile.
+    /// Connections' [`ConnInfo::peer_credentials`](crate::ConnInfo::peer_credentials) say who
+    /// connected.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` as above; a path too long for `sockaddr_un` (107 bytes); the failing
+    /// `socket`/`bind`/`listen` call, named in the message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use epoll_server::{Bytes, ConnId, Context, Handler, Server};
+    /// use std::io::{Read, Write};
+    ///
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes) {
+    ///         let _ = ctx.send(conn, data);
+    ///     }
+    /// }
+    ///
+    /// let path = std::env::temp_dir().join(format!("epoll-server-doc-{}.sock", std::process::id()));
+    /// let server = Server::builder().bind_unix(&path)?.build(Echo)?.spawn()?;
+    /// let mut client = std::os::unix::net::UnixStream::connect(&path)?;
+    /// client.write_all(b"hi")?;
+    /// let mut reply = [0u8; 2];
+    /// client.read_exact(&mut reply)?;
+    /// assert_eq!(&reply, b"hi");
+    /// server.stop_and_join()?;
+    /// assert!(!path.exists(), "the socket file is removed on stop");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn bind_unix(self, path: impl AsRef<Path>) -> io::Result<Builder> {
+        self.add_unix(path.as_ref(), CALLBACK_FACE)
+    }
+
+    /// Listens on a Unix domain stream socket at `path` for the async face (see
+    /// [`bind_unix`](Self::bind_unix) for how an existing file is treated).
+    ///
+    /// # Errors
+    ///
+    /// As [`bind_unix`](Self::bind_unix).
+    pub fn bind_unix_async(self, path: impl AsRef<Path>) -> io::Result<Builder> {
+        self.add_unix(path.as_ref(), ASYNC_FACE)
+    }
+
+    /// Serves an already bound and listening Unix domain socket with the callback face. It is
+    /// switched to non-blocking mode. Its file is left in place when the server stops: whoever
+    /// bound it owns it.
+    ///
+    /// # Errors
+    ///
+    /// If the socket's mode or address cannot be read or set.
+    pub fn unix_listener(self, listener: UnixListener) -> io::Result<Builder> {
+        self.add_unix_listener(listener, CALLBACK_FACE)
+    }
+
+    /// Serves an already listening Unix domain socket with the async face.
+    ///
+    /// # Errors
+    ///
+    /// As [`unix_listener`](Self::unix_listener).
+    pub fn unix_listener_async(self, listener: UnixListener) -> io::Result<Builder> {
+        self.add_unix_listener(listener, ASYNC_FACE)
+    }
+
+    /// Listens on `addr`, TCP or Unix, for the callback face: [`bind`](Self::bind) or
+    /// [`bind_unix`](Self::bind_unix). Handy for a command-line argument parsed as an
+    /// [`Address`] (`127.0.0.1:7878` or `unix:/run/app.sock`).
+    ///
+    /// # Errors
+    ///
+    /// As `bind` or `bind_unix`.
+    pub fn bind_address(self, addr: &Address) -> io::Result<Builder> {
+        self.add_address(addr, CALLBACK_FACE)
+    }
+
+    /// Listens on `addr`, TCP or Unix, for the async face.
+    ///
+    /// # Errors
+    ///
+    /// As `bind_async` or `bind_unix_async`.
+    pub fn bind_address_async(self, addr: &Address) -> io::Result<Builder> {
+        self.add_address(addr, ASYNC_FACE)
+    }
+
+    /// How long an outbound connect ([`Context::connect`](crate::Context::connect),
+    /// [`ServerHandle::connect`](crate::ServerHandle::connect)) may take before it fails with
+    /// `TimedOut` (default 30 s; at least 1 ms).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
+        self.cfg.timeouts.connect = (timeout.as_millis().min(u64::MAX as u128) as u64).max(1);
+        self
     }
 
     /// Binds every address `addrs` resolves to (IPv4 or IPv6) for the callback face.
@@ -370,7 +517,8 @@ impl Builder {
                 l.framing = Some(self.framing.clone());
             }
         }
-        let addrs = self.listeners.iter().map(|l| l.addr).collect();
+        let addresses: Vec<Address> = self.listeners.iter().map(|l| l.addr.clone()).collect();
+        let addrs = addresses.iter().filter_map(Address::as_tcp).collect();
         let shared = Arc::new(Shared::new()?);
         let (async_face, incoming) = AsyncFace::new(
             shared.clone(),
@@ -384,6 +532,7 @@ impl Builder {
             reactor,
             handle: ServerHandle { shared },
             addrs,
+            addresses,
             fd_limit,
             incoming,
         })
@@ -417,6 +566,7 @@ pub struct Server {
     reactor: Reactor,
     handle: ServerHandle,
     addrs: Vec<SocketAddr>,
+    addresses: Vec<Address>,
     fd_limit: Option<FdLimit>,
     incoming: Incoming,
 }
@@ -424,7 +574,7 @@ pub struct Server {
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("addrs", &self.addrs)
+            .field("addresses", &self.addresses)
             .finish()
     }
 }
@@ -435,18 +585,23 @@ impl Server {
         Builder::new()
     }
 
-    /// The bound address of every listener, with real ports.
+    /// The bound address of every TCP listener, with real ports.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
 
-    /// The first listener's bound address.
+    /// The first TCP listener's bound address.
     ///
     /// # Panics
     ///
-    /// If the server has no listener.
+    /// If the server has no TCP listener (see [`addresses`](Self::addresses) for Unix ones).
     pub fn local_addr(&self) -> SocketAddr {
-        *self.addrs.first().expect("the server has a listener")
+        *self.addrs.first().expect("the server has a TCP listener")
+    }
+
+    /// The address of every listener, TCP or Unix, in the order they were added.
+    pub fn addresses(&self) -> &[Address] {
+        &self.addresses
     }
 
     /// A handle to stop the server from any thread.
@@ -495,6 +650,7 @@ impl Server {
             reactor,
             handle,
             addrs,
+            addresses,
             incoming,
             ..
         } = self;
@@ -505,6 +661,7 @@ impl Server {
         Ok(ServerThread {
             handle,
             addrs,
+            addresses,
             thread: Some(thread),
         })
     }
@@ -521,6 +678,7 @@ impl Server {
 pub struct ServerThread {
     handle: ServerHandle,
     addrs: Vec<SocketAddr>,
+    addresses: Vec<Address>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
@@ -530,18 +688,23 @@ impl ServerThread {
         self.handle.clone()
     }
 
-    /// The bound address of every listener.
+    /// The bound address of every TCP listener, with real ports.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
 
-    /// The first listener's bound address.
+    /// The first TCP listener's bound address.
     ///
     /// # Panics
     ///
-    /// If the server has no listener.
+    /// If the server has no TCP listener (see [`addresses`](Self::addresses) for Unix ones).
     pub fn local_addr(&self) -> SocketAddr {
-        *self.addrs.first().expect("the server has a listener")
+        *self.addrs.first().expect("the server has a TCP listener")
+    }
+
+    /// The address of every listener, TCP or Unix, in the order they were added.
+    pub fn addresses(&self) -> &[Address] {
+        &self.addresses
     }
 
     /// Asks the server to stop gracefully (see [`ServerHandle::stop`]).
@@ -584,6 +747,81 @@ impl Drop for ServerThread {
             self.handle.stop();
             if let Err(e) = self.join_inner() {
                 log::error!("{e}");
+            }
+        }
+    }
+}
+
+/// Binds a Unix listener at `path`, replacing a stale socket file (one nothing accepts on) but
+/// never a live one or a file that is not a socket.
+fn bind_unix_path(path: &Path, backlog: i32) -> io::Result<(OwnedFd, UnixPathGuard)> {
+    let first = match sys::unix_listener(path, backlog) {
+        Ok(fd) => return Ok((fd, UnixPathGuard::new(path))),
+        Err(e) => e,
+    };
+    if first.kind() != io::ErrorKind::AddrInUse {
+        return Err(first);
+    }
+    let in_use = |why: String| {
+        io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("unix:{} {why}", path.display()),
+        )
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(|e| in_use(format!("is in use ({e})")))?;
+    if !meta.file_type().is_socket() {
+        return Err(in_use(
+            "exists and is not a socket; not replacing it".into(),
+        ));
+    }
+    // A live listener accepts (or has a full backlog: EAGAIN); a stale file refuses.
+    match sys::connect(&Address::unix(path)) {
+        Ok((_, Some(e))) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            log::info!("replacing stale Unix socket {}", path.display());
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(in_use(format!("is stale but cannot be removed: {e}"))),
+            }
+            let fd = sys::unix_listener(path, backlog)?;
+            Ok((fd, UnixPathGuard::new(path)))
+        }
+        Ok((_, None)) => Err(in_use("is in use: a live server accepts on it".into())),
+        Ok((_, Some(e))) if e.kind() == io::ErrorKind::WouldBlock => {
+            Err(in_use("is in use: a live server accepts on it".into()))
+        }
+        Ok((_, Some(e))) | Err(e) => Err(in_use(format!("is in use (probe failed: {e})"))),
+    }
+}
+
+/// Removes a Unix listener's socket file when the listener closes, if the file is still the
+/// one it bound (same device and inode): a newer server's socket at that path is left alone.
+#[derive(Debug)]
+pub(crate) struct UnixPathGuard {
+    path: PathBuf,
+    id: Option<(u64, u64)>,
+}
+
+impl UnixPathGuard {
+    fn new(path: &Path) -> UnixPathGuard {
+        let id = std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        UnixPathGuard {
+            path: path.to_path_buf(),
+            id,
+        }
+    }
+}
+
+impl Drop for UnixPathGuard {
+    fn drop(&mut self) {
+        let now = std::fs::symlink_metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if now.is_some() && now == self.id {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                log::debug!("removing {}: {e}", self.path.display());
             }
         }
     }

@@ -49,6 +49,8 @@ pub(crate) enum Command {
     IncomingDropped,
     /// Test hook: panic on the reactor thread (see `ServerHandle::inject_panic`).
     InjectPanic,
+    /// Open an outbound connection for the async face and send it (or the error) back.
+    Connect(crate::addr::Address, crate::async_face::ConnectReply),
 }
 
 /// State shared by the reactor and every handle of one server.
@@ -144,6 +146,12 @@ impl Shared {
     /// Reactor side, after `epoll_wait`: we are awake, producers need not write the eventfd.
     pub(crate) fn awake(&self) {
         self.wake_gate.awake();
+    }
+
+    /// Drops every queued command (once the loop is over: nobody will run them, and a connect's
+    /// reply must not be kept waiting).
+    pub(crate) fn discard_commands(&self) {
+        while self.commands_rx.try_recv().is_ok() {}
     }
 
     /// Reactor side: takes the queued commands into `buf`.

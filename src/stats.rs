@@ -20,7 +20,12 @@ pub struct Stats {
     pub open: u64,
     /// Connections taken into the server (accepted and registered).
     pub accepted: u64,
-    /// Connections closed, by reason; their sum is `accepted - open`.
+    /// Outbound connections established (see [`Context::connect`](crate::Context::connect) and
+    /// [`ServerHandle::connect`](crate::ServerHandle::connect)).
+    pub connected: u64,
+    /// Outbound connects that failed: refused, unreachable, timed out or cancelled.
+    pub connect_errors: u64,
+    /// Connections closed, by reason; their sum is `accepted + connected - open`.
     pub closed: ClosedBy,
     /// Bytes read from connections.
     pub bytes_read: u64,
@@ -73,6 +78,8 @@ impl ClosedBy {
 pub(crate) struct Counters {
     open: AtomicU64,
     accepted: AtomicU64,
+    connected: AtomicU64,
+    pub(crate) connect_errors: AtomicU64,
     closed: [AtomicU64; 6],
     pub(crate) bytes_read: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
@@ -106,6 +113,11 @@ pub(crate) fn sub(counter: &AtomicU64, n: u64) {
 impl Counters {
     pub(crate) fn opened(&self) {
         add(&self.accepted, 1);
+        add(&self.open, 1);
+    }
+
+    pub(crate) fn connected(&self) {
+        add(&self.connected, 1);
         add(&self.open, 1);
     }
 
@@ -143,6 +155,8 @@ impl Counters {
         Stats {
             open: get(&self.open),
             accepted: get(&self.accepted),
+            connected: get(&self.connected),
+            connect_errors: get(&self.connect_errors),
             closed: ClosedBy {
                 peer_closed: get(&self.closed[0]),
                 reset: get(&self.closed[1]),

@@ -78,7 +78,7 @@ fn callback_and_async_listeners_echo_side_by_side() -> io::Result<()> {
         for _ in 0..PER_FACE {
             let conn = incoming.next().await.expect("an async connection");
             assert_eq!(
-                conn.local_addr(),
+                *conn.local_addr(),
                 async_addr,
                 "a connection came out of `incoming` from the wrong listener"
             );

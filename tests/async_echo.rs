@@ -119,7 +119,7 @@ fn echo_round_trips_every_byte_on_tokio_current_thread() -> io::Result<()> {
         let mut tasks = Vec::new();
         for _ in 0..CONNECTIONS {
             let conn = incoming.next().await.expect("incoming ended early");
-            tasks.push((conn.peer_addr(), tokio::spawn(echo(conn))));
+            tasks.push((conn.peer_addr().as_tcp().unwrap(), tokio::spawn(echo(conn))));
         }
         let mut echoed = Echoed::new();
         for (peer, task) in tasks {
@@ -142,7 +142,7 @@ fn echo_round_trips_every_byte_on_tokio_multi_thread() -> io::Result<()> {
         let mut tasks = Vec::new();
         for _ in 0..CONNECTIONS {
             let conn = incoming.next().await.expect("incoming ended early");
-            tasks.push((conn.peer_addr(), tokio::spawn(echo(conn))));
+            tasks.push((conn.peer_addr().as_tcp().unwrap(), tokio::spawn(echo(conn))));
         }
         let mut echoed = Echoed::new();
         for (peer, task) in tasks {
@@ -169,7 +169,7 @@ fn echo_round_trips_every_byte_on_smol() -> io::Result<()> {
             let mut tasks = Vec::new();
             for _ in 0..CONNECTIONS {
                 let conn = incoming.next().await.expect("incoming ended early");
-                tasks.push((conn.peer_addr(), ex.spawn(echo(conn))));
+                tasks.push((conn.peer_addr().as_tcp().unwrap(), ex.spawn(echo(conn))));
             }
             let mut echoed = Echoed::new();
             for (peer, task) in tasks {
@@ -195,7 +195,7 @@ fn echo_round_trips_every_byte_on_futures_executor() -> io::Result<()> {
         let mut tasks = Vec::new();
         for _ in 0..CONNECTIONS {
             let conn = incoming.next().await.expect("incoming ended early");
-            let peer = conn.peer_addr();
+            let peer = conn.peer_addr().as_tcp().unwrap();
             tasks.push((
                 peer,
                 pool.spawn_with_handle(echo(conn))

@@ -177,10 +177,10 @@ fn small_buffers_read_partially_in_order_and_buf_read_consumes_exactly() -> io::
             .await
             .expect("a connection");
         let id = conn.id();
-        let peer = conn.peer_addr();
+        let peer = conn.peer_addr().clone();
         let mut io = conn.into_io();
         assert_eq!(io.id(), id, "IoStream::id");
-        assert_eq!(io.peer_addr(), peer, "IoStream::peer_addr");
+        assert_eq!(io.peer_addr(), &peer, "IoStream::peer_addr");
 
         // Part one: 7 bytes at a time.
         let mut got = Vec::new();
@@ -573,7 +573,7 @@ fn writes_wait_above_high_water_and_resume_when_the_peer_reads() -> io::Result<(
         // What the server holds (queued for the reactor or gathered) is what was written minus
         // what the kernel holds: the server's send queue and the peer's receive queue (read in
         // that order, so a byte moving between them is counted twice, never missed).
-        let (server_port, client_port) = (addr.port(), io.peer_addr().port());
+        let (server_port, client_port) = (addr.port(), io.peer_addr().as_tcp().unwrap().port());
         let in_server = socket_queues(server_port, Some(client_port)).map(|q| q.tx);
         let in_client = socket_queues(client_port, Some(server_port)).map(|q| q.rx);
         let (Some(in_server), Some(in_client)) = (in_server, in_client) else {

@@ -57,7 +57,7 @@ fn stop_delivers_queued_output_then_ends_every_stream_and_fails_sinks() -> io::R
                     .await
                     .expect("incoming ended before the stop");
                 // Each connection gets its own stream, named by the peer's port.
-                let port = conn.peer_addr().port();
+                let port = conn.peer_addr().as_tcp().unwrap().port();
                 let len = if i < HEAVY_CONNECTIONS { HEAVY } else { LIGHT };
                 let (inbound, mut outbound) = conn.split();
                 for start in (0..len).step_by(PIECE) {

@@ -34,7 +34,7 @@ fn say(line: &str) {
 
 impl Handler for Reporting {
     fn on_open(&mut self, _ctx: &mut Context<'_>, conn: ConnInfo) {
-        say(&format!("open {}", conn.peer.port()));
+        say(&format!("open {}", conn.peer.as_tcp().unwrap().port()));
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes) {

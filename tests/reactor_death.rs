@@ -49,8 +49,8 @@ fn everything_waiting_on_a_dead_reactor_ends_or_fails_within_two_seconds() {
     let (_peer_a, conn_a) = accept("stream");
     let (_peer_b, conn_b) = accept("blocked sink");
     let (_peer_c, conn_c) = accept("pending flush");
-    let (port_b, handle_b) = (conn_b.peer_addr().port(), conn_b.handle());
-    let (port_c, handle_c) = (conn_c.peer_addr().port(), conn_c.handle());
+    let (port_b, handle_b) = (conn_b.peer_addr().as_tcp().unwrap().port(), conn_b.handle());
+    let (port_c, handle_c) = (conn_c.peer_addr().as_tcp().unwrap().port(), conn_c.handle());
 
     // A stream being polled.
     let done = tx.clone();

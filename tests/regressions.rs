@@ -164,7 +164,7 @@ fn spawn_async_echo(
             while let Some(conn) = incoming.next().await {
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let peer = conn.peer_addr();
+                    let peer = conn.peer_addr().as_tcp().unwrap();
                     let result = common_async::echo(conn).await;
                     let _ = tx.send((peer, result));
                 });
@@ -765,7 +765,7 @@ fn dropping_a_paused_inbound_lets_the_reactor_drain_the_socket() {
         .block_on(async { tokio::time::timeout(BOUND, incoming.next()).await })
         .expect("a connection in time")
         .expect("a connection");
-    let peer = conn.peer_addr().port();
+    let peer = conn.peer_addr().as_tcp().unwrap().port();
     let (inbound, mut outbound) = conn.split();
     // Nobody polls the stream: the reactor pauses and the kernel's queue fills up.
     assert!(
@@ -904,7 +904,7 @@ struct CpuMarks {
 }
 
 impl Handler for CpuMarks {
-    fn on_listening(&mut self, _ctx: &mut Context<'_>, _addrs: &[SocketAddr]) {
+    fn on_listening(&mut self, _ctx: &mut Context<'_>, _addrs: &[epoll_server::Address]) {
         *self.start.lock().unwrap() = Some(thread_cpu());
     }
 

@@ -2,6 +2,7 @@
 //! and outbound sink, so the ecosystem's protocol stacks can run on a connection.
 
 use super::{Connection, Inbound, Outbound};
+use crate::addr::Address;
 use crate::handler::ConnInfo;
 use crate::id::ConnId;
 use bytes::{Buf, Bytes, BytesMut};
@@ -9,7 +10,6 @@ use futures::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use futures::{ready, Sink, Stream};
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -135,8 +135,11 @@ impl Connection {
     /// This connection as a byte stream for the `futures::io` traits (and, through tokio-util's
     /// `compat`, tokio's): see [`IoStream`].
     pub fn into_io(self) -> IoStream {
-        let info = self.info;
-        let (inbound, outbound) = self.split();
+        let Connection {
+            info,
+            inbound,
+            outbound,
+        } = self;
         IoStream {
             info,
             read: IoReadHalf {
@@ -158,14 +161,19 @@ impl IoStream {
         self.info.id
     }
 
+    /// Who the connection is with: addresses, and for Unix sockets the peer's credentials.
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
+    }
+
     /// The peer's address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.info.peer
+    pub fn peer_addr(&self) -> &Address {
+        &self.info.peer
     }
 
     /// The local address the peer connected to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.info.local
+    pub fn local_addr(&self) -> &Address {
+        &self.info.local
     }
 
     /// Splits into a read half and a write half, for two tasks; both are `Send`.

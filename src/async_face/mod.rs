@@ -18,13 +18,17 @@
 //!   the reactor are coalesced across every sink.
 
 mod byte_stream;
+mod connect;
 mod inbound;
 mod outbound;
 
 pub use self::byte_stream::{IoReadHalf, IoStream, IoWriteHalf, IO_WRITE_CHUNK};
+pub use self::connect::Connect;
+pub(crate) use self::connect::ConnectReply;
 pub use self::inbound::Inbound;
 pub use self::outbound::Outbound;
 
+use crate::addr::Address;
 use crate::error::CloseReason;
 use crate::handler::ConnInfo;
 use crate::id::ConnId;
@@ -32,8 +36,8 @@ use crate::reactor::{Closed, Core, Extra, Face};
 use crate::shared::{Command, ConnShared, Shared};
 use bytes::Bytes;
 use futures::{Sink, Stream};
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
@@ -75,14 +79,19 @@ impl Connection {
         self.info.id
     }
 
-    /// The peer's address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.info.peer
+    /// Who the connection is with: addresses, and for Unix sockets the peer's credentials.
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
     }
 
-    /// The local address the peer connected to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.info.local
+    /// The peer's address (for an outbound connection, the address it was connected to).
+    pub fn peer_addr(&self) -> &Address {
+        &self.info.peer
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> &Address {
+        &self.info.local
     }
 
     /// A thread-safe handle to this connection (send from anywhere, close, pause reading).
@@ -193,6 +202,8 @@ pub(crate) struct AsyncFace {
     inbound_high_water: usize,
     /// Frames accepted this turn, delivered at its end.
     pending: Vec<(ConnId, Bytes)>,
+    /// Outbound connects in progress, and where their outcome goes.
+    connects: HashMap<ConnId, ConnectReply>,
 }
 
 impl AsyncFace {
@@ -213,6 +224,7 @@ impl AsyncFace {
             gate: gate.clone(),
             inbound_high_water,
             pending: Vec::new(),
+            connects: HashMap::new(),
         };
         let alive = Arc::new(IncomingAlive(gate.server.clone()));
         (
@@ -295,30 +307,81 @@ fn send_reserved(
     }
 }
 
-impl Face for AsyncFace {
-    fn opened(&mut self, core: &mut Core, info: ConnInfo) {
-        let Some(shared) = core.conn_shared(info.id) else {
-            return;
-        };
+impl AsyncFace {
+    /// The stream and sink of a connection the reactor just opened.
+    fn connection(&mut self, core: &mut Core, info: ConnInfo) -> Option<Connection> {
+        let shared = core.conn_shared(info.id)?;
         let (tx, rx) = async_channel::bounded(INBOUND_ITEMS);
         if let Some(conn) = core.get_mut(info.id) {
             conn.extra().inbound_tx = Some(tx);
         }
         let release = Arc::new(Release(shared.clone()));
-        let conn = Connection {
+        Some(Connection {
             info,
             inbound: Inbound::new(rx, shared.clone(), release.clone(), self.inbound_high_water),
             outbound: Outbound::new(shared, release),
+        })
+    }
+}
+
+/// The error a failed connect reports, from how its connection ended.
+pub(crate) fn connect_error(to: &Address, reason: CloseReason) -> io::Error {
+    match reason {
+        CloseReason::Error(e) => e,
+        CloseReason::TimedOut => {
+            io::Error::new(io::ErrorKind::TimedOut, format!("connect({to}) timed out"))
+        }
+        CloseReason::Reset => io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            format!("connect({to}): connection reset"),
+        ),
+        CloseReason::Shutdown => io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!("connect({to}): the server stopped"),
+        ),
+        other => io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            format!("connect({to}) abandoned: {other}"),
+        ),
+    }
+}
+
+impl Face for AsyncFace {
+    fn opened(&mut self, core: &mut Core, info: ConnInfo) {
+        let id = info.id;
+        let Some(conn) = self.connection(core, info) else {
+            return;
         };
         if self.abandoned {
-            core.close(info.id, CloseReason::Local);
+            core.close(id, CloseReason::Local);
             return;
         }
         if let Err(e) = self.tx.try_send(conn) {
             // Only if the bound was raced past or the server is stopping.
-            log::debug!("connection {} not taken: {e}", info.id);
-            core.close(info.id, CloseReason::Local);
+            log::debug!("connection {id} not taken: {e}");
+            core.close(id, CloseReason::Local);
         }
+    }
+
+    fn connected(&mut self, core: &mut Core, info: ConnInfo) {
+        let id = info.id;
+        let Some(reply) = self.connects.remove(&id) else {
+            core.close(id, CloseReason::Local);
+            return;
+        };
+        let Some(conn) = self.connection(core, info) else {
+            return;
+        };
+        if let Err(Ok(conn)) = reply.send(Ok(conn)) {
+            // The `Connect` future was dropped: nobody will use this connection.
+            log::debug!("connection {id}: connected, but nobody awaits it any more");
+            drop(conn);
+            core.close(id, CloseReason::Local);
+        }
+    }
+
+    fn watch_connect(&mut self, id: ConnId, reply: ConnectReply) {
+        self.connects.insert(id, reply);
     }
 
     fn received(&mut self, core: &mut Core, id: ConnId, frame: Bytes) -> Option<Bytes> {
@@ -346,8 +409,14 @@ impl Face for AsyncFace {
     }
 
     fn closed(&mut self, _core: &mut Core, closed: Closed) {
-        // Frames accepted earlier in this turn go first: nothing accepted is dropped.
         let id = closed.id;
+        if let Some(to) = closed.connect_to {
+            if let Some(reply) = self.connects.remove(&id) {
+                let _ = reply.send(Err(connect_error(&to, closed.reason)));
+            }
+            return;
+        }
+        // Frames accepted earlier in this turn go first: nothing accepted is dropped.
         self.pending.retain_mut(|(pid, frame)| {
             if *pid != id {
                 return true;
@@ -419,5 +488,7 @@ impl Face for AsyncFace {
     fn abandon(&mut self) {
         self.tx.close();
         self.pending.clear();
+        // Dropping the replies fails their `Connect` futures.
+        self.connects.clear();
     }
 }

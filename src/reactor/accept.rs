@@ -19,6 +19,7 @@
 //! never came: the listener was stuck (or, level-triggered, spun the CPU).
 
 use super::{ListenerSpec, Reactor};
+use crate::addr::Address;
 use crate::codec::Framing;
 use crate::config::Config;
 use crate::error::catch_panic;
@@ -26,13 +27,12 @@ use crate::handler::ConnInfo;
 use crate::read_path::ReadState;
 use crate::sys;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Listener {
     pub(crate) fd: OwnedFd,
-    pub(crate) addr: SocketAddr,
+    pub(crate) addr: Address,
     pub(crate) face: usize,
     pub(crate) framing: Option<Framing>,
     /// The backlog may hold connections nobody will be notified about.
@@ -44,6 +44,8 @@ pub(crate) struct Listener {
     backoff: Duration,
     /// The resource error was reported and not yet cleared by a successful accept.
     reported: bool,
+    /// Removes the socket file of a Unix listener when this closes.
+    _path_guard: Option<crate::server::UnixPathGuard>,
 }
 
 impl Listener {
@@ -59,6 +61,7 @@ impl Listener {
             retry_at: None,
             backoff: cfg.accept_backoff_min,
             reported: false,
+            _path_guard: spec.path_guard,
         }
     }
 }
@@ -103,7 +106,7 @@ impl Reactor {
                 Ok((fd, peer)) => {
                     l.backoff = self.core.cfg.accept_backoff_min;
                     l.reported = false;
-                    let local = l.addr;
+                    let local = l.addr.clone();
                     let framing = l.framing.clone();
                     self.open(fd, peer, local, face, framing);
                 }
@@ -124,7 +127,7 @@ impl Reactor {
                     l.retry_at = Some(Instant::now() + wait);
                     l.backoff = (wait * 2).min(self.core.cfg.accept_backoff_max);
                     let first = !std::mem::replace(&mut l.reported, true);
-                    let addr = l.addr;
+                    let addr = l.addr.clone();
                     if first {
                         let err = io::Error::new(
                             e.kind(),
@@ -147,21 +150,32 @@ impl Reactor {
     fn open(
         &mut self,
         fd: OwnedFd,
-        peer: SocketAddr,
-        listen_addr: SocketAddr,
+        peer: Address,
+        listen_addr: Address,
         face: usize,
         framing: Option<Framing>,
     ) {
         let cfg = &self.core.cfg;
-        if cfg.nodelay {
-            if let Err(e) = sys::set_nodelay(fd.as_fd(), true) {
-                log::debug!("{e}");
+        let mut peer_credentials = None;
+        let local = match listen_addr {
+            Address::Tcp(listen) => {
+                if cfg.nodelay {
+                    if let Err(e) = sys::set_nodelay(fd.as_fd(), true) {
+                        log::debug!("{e}");
+                    }
+                }
+                if listen.ip().is_unspecified() {
+                    Address::Tcp(sys::local_addr(fd.as_fd()).unwrap_or(listen))
+                } else {
+                    Address::Tcp(listen)
+                }
             }
-        }
-        let local = if listen_addr.ip().is_unspecified() {
-            sys::local_addr(fd.as_fd()).unwrap_or(listen_addr)
-        } else {
-            listen_addr
+            unix @ Address::Unix(_) => {
+                peer_credentials = sys::peer_credentials(fd.as_fd())
+                    .map_err(|e| log::debug!("{e}"))
+                    .ok();
+                unix
+            }
         };
         let read = ReadState::new(cfg.read_budget, true);
         let mut conn = super::Conn::new(fd, face, read, self.core.now_ms);
@@ -193,6 +207,7 @@ impl Reactor {
         }
         let arm = self.core.cfg.timeouts.on_open();
         let id = self.core.insert(conn);
+        self.core.shared.counters.opened();
         let events = sys::EV_IN | sys::EV_OUT | sys::EV_RDHUP | sys::EV_PRI | sys::EV_ET;
         let conn = self.core.get(id).expect("just inserted");
         if let Err(e) = self.core.epoll.add(conn.fd.as_fd(), events, id.token()) {
@@ -210,6 +225,13 @@ impl Reactor {
         }
         // No read now: adding a socket that already holds data reports it at once (the
         // kernel polls it on EPOLL_CTL_ADD), so the first edge covers early bytes.
-        self.faces[face].opened(&mut self.core, ConnInfo { id, peer, local });
+        let info = ConnInfo {
+            id,
+            peer,
+            local,
+            peer_credentials,
+            outbound: false,
+        };
+        self.faces[face].opened(&mut self.core, info);
     }
 }

@@ -102,6 +102,8 @@ pub(crate) struct Extra {
     pub(crate) inbound_pending: usize,
     /// Framing state, when the listener has a decoder.
     pub(crate) framer: Option<Framer>,
+    /// An outbound connection still connecting: where to.
+    pub(crate) connect_to: Option<crate::addr::Address>,
     /// The framing's encoder while no handle exists (then it moves into [`ConnShared`]).
     pub(crate) encoder: Option<Box<dyn crate::codec::Encoder>>,
     /// This connection's own timeouts, once one was overridden (else the server's).
@@ -133,6 +135,10 @@ pub(crate) struct Conn {
     pub(crate) got_first_byte: bool,
     /// Counted in `Stats::paused_for_backpressure`.
     pub(crate) backpressure_counted: bool,
+    /// An outbound connect in progress: not readable or writable until it completes.
+    pub(crate) connecting: bool,
+    /// Output went above the high-water mark: tell the face once it drains to the low-water mark.
+    pub(crate) over_high_water: bool,
     /// Reactor milliseconds (see `Core::now_ms`) of the last inbound bytes, or of the open.
     pub(crate) last_in_ms: u64,
     /// When the queued output last made progress, or got stuck; 0 while nothing is stuck.
@@ -163,6 +169,8 @@ impl Conn {
             wr_shut: false,
             got_first_byte: false,
             backpressure_counted: false,
+            connecting: false,
+            over_high_water: false,
             last_in_ms: now_ms,
             progress_ms: 0,
             unacked_at_progress: 0,

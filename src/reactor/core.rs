@@ -23,10 +23,12 @@
 
 use super::conn::{Conn, PAUSE_CLOSING, PAUSE_CONSUMER, PAUSE_OUTPUT};
 use super::wheel::Wheel;
+use crate::addr::Address;
 use crate::config::{Config, Timeouts};
 use crate::error::{CloseReason, SendError, SendErrorKind};
 use crate::handoff::{PauseFlag, WriteProgress};
 use crate::id::ConnId;
+use crate::read_path::ReadState;
 use crate::shared::{self, encode_guarded, Command, ConnShared, EncodeFailure, Shared};
 use crate::sys::{self, Epoll};
 use bytes::Bytes;
@@ -59,6 +61,9 @@ pub(crate) struct Closed {
     pub(crate) shared: Option<Arc<ConnShared>>,
     /// Frames the async consumer had no room for yet: they go to the stream's tail.
     pub(crate) parked: VecDeque<Bytes>,
+    /// `Some(address)` if this was an outbound connect that never completed: the face reports a
+    /// failed connect, not a close.
+    pub(crate) connect_to: Option<Address>,
 }
 
 pub(crate) struct Core {
@@ -75,6 +80,9 @@ pub(crate) struct Core {
     pub(crate) ready: Vec<ConnId>,
     /// Connections that ended and whose face has not been told yet.
     pub(crate) closed: Vec<Closed>,
+    /// Connections whose output drained to the low-water mark after passing the high-water
+    /// mark, and whose face has not been told yet.
+    pub(crate) drained: Vec<ConnId>,
     /// A connection ended since the last accept attempt: listeners held back by limits may retry.
     pub(crate) slot_freed: bool,
     pub(crate) stopping: bool,
@@ -100,6 +108,7 @@ impl Core {
             dirty: Vec::new(),
             ready: Vec::new(),
             closed: Vec::new(),
+            drained: Vec::new(),
             slot_freed: false,
             stopping: false,
             wheel: Wheel::new(1),
@@ -127,7 +136,6 @@ impl Core {
     /// Takes a slot for `conn` and returns its id.
     pub(crate) fn insert(&mut self, conn: Conn) -> ConnId {
         self.count += 1;
-        self.shared.counters.opened();
         if let Some(slot) = self.free.pop_front() {
             let s = &mut self.slots[slot as usize];
             s.conn = Some(conn);
@@ -271,8 +279,11 @@ impl Core {
             }
         }
         drop(guard);
-        if pause && conn.queued_bytes() > high {
-            conn.read.pause(PAUSE_OUTPUT);
+        if conn.queued_bytes() > high {
+            conn.over_high_water = true;
+            if pause {
+                conn.read.pause(PAUSE_OUTPUT);
+            }
         }
         self.shared.counters.queued(len);
         self.note_backpressure(id);
@@ -388,8 +399,11 @@ impl Core {
             len += piece.len();
             conn.push_remote(piece);
         }
-        if pause && conn.queued_bytes() > high {
-            conn.read.pause(PAUSE_OUTPUT);
+        if conn.queued_bytes() > high {
+            conn.over_high_water = true;
+            if pause {
+                conn.read.pause(PAUSE_OUTPUT);
+            }
         }
         self.shared.counters.queued(len);
         self.note_backpressure(id);
@@ -422,7 +436,11 @@ impl Core {
         self.count -= 1;
         self.slot_freed = true;
         let counters = &self.shared.counters;
-        counters.closed(&reason);
+        if conn.connecting {
+            crate::stats::add(&counters.connect_errors, 1);
+        } else {
+            counters.closed(&reason);
+        }
         counters.dequeued(conn.out_bytes);
         if conn.backpressure_counted {
             counters.backpressure(false);
@@ -431,7 +449,11 @@ impl Core {
         let mut inbound_tx = None;
         let mut shared_state = None;
         let mut parked = VecDeque::new();
+        let mut connect_to = None;
         if let Some(mut extra) = conn.extra.take() {
+            if conn.connecting {
+                connect_to = extra.connect_to.take();
+            }
             if let Some(sh) = &extra.shared {
                 sh.state.store(state_for(&reason), SeqCst);
                 sh.progress.wake();
@@ -450,6 +472,7 @@ impl Core {
             inbound_tx,
             shared: shared_state,
             parked,
+            connect_to,
         });
     }
 
@@ -587,6 +610,16 @@ impl Core {
         let now = self.now_ms;
         let Some(conn) = self.get_mut(id) else { return };
         conn.in_dirty = false;
+        if conn.connecting {
+            // Nothing can be written yet; the connect's completion marks the connection dirty
+            // again. A close with nothing queued cancels the connect.
+            if conn.out.is_empty() {
+                if let Some(reason) = conn.closing.take() {
+                    self.abort(id, reason);
+                }
+            }
+            return;
+        }
         let written = match conn.flush() {
             Ok(n) => n,
             Err(e) => {
@@ -624,9 +657,63 @@ impl Core {
             self.arm(id);
         }
         let Some(conn) = self.get_mut(id) else { return };
-        if conn.read.is_paused_for(PAUSE_OUTPUT) && conn.queued_bytes() <= low {
-            self.resume_reading(id, PAUSE_OUTPUT);
+        if conn.queued_bytes() <= low {
+            let paused = conn.read.is_paused_for(PAUSE_OUTPUT);
+            if std::mem::take(&mut conn.over_high_water) {
+                self.drained.push(id);
+            }
+            if paused {
+                self.resume_reading(id, PAUSE_OUTPUT);
+            }
         }
+    }
+
+    /// Starts an outbound connection to `addr` for `face`; completion (or failure) is reported
+    /// to the face later. `Err` only if no connection could be started at all.
+    pub(crate) fn connect(&mut self, addr: &Address, face: usize) -> io::Result<ConnId> {
+        if self.stopping {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the server is stopping: no new connections",
+            ));
+        }
+        if self.count >= self.cfg.max_connections {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("connect({addr}): max_connections reached"),
+            ));
+        }
+        let (fd, failed) =
+            sys::connect(addr).map_err(|e| sys::context(e, &format!("connect({addr})")))?;
+        if addr.as_tcp().is_some() && self.cfg.nodelay {
+            if let Err(e) = sys::set_nodelay(fd.as_fd(), true) {
+                log::debug!("{e}");
+            }
+        }
+        let mut conn = Conn::new(
+            fd,
+            face,
+            ReadState::new(self.cfg.read_budget, true),
+            self.now_ms,
+        );
+        conn.connecting = true;
+        conn.writable = false;
+        // The first-byte timeout is for clients that open and say nothing; not for upstreams.
+        conn.got_first_byte = true;
+        conn.extra().connect_to = Some(addr.clone());
+        let id = self.insert(conn);
+        if let Some(e) = failed {
+            self.abort(id, CloseReason::Error(e));
+            return Ok(id);
+        }
+        let events = sys::EV_IN | sys::EV_OUT | sys::EV_RDHUP | sys::EV_PRI | sys::EV_ET;
+        let conn = self.get(id).expect("just inserted");
+        if let Err(e) = self.epoll.add(conn.fd.as_fd(), events, id.token()) {
+            self.abort(id, CloseReason::Error(e));
+            return Ok(id);
+        }
+        self.arm(id);
+        Ok(id)
     }
 }
 
@@ -666,6 +753,14 @@ fn next_deadline(conn: &Conn, defaults: &Timeouts, linger_ms: u64) -> Option<(u6
     };
     if conn.timer_at != 0 {
         consider(conn.timer_at, Due::Timer);
+    }
+    if conn.connecting {
+        // `last_in_ms` is when the connect started.
+        consider(
+            conn.last_in_ms + t.connect.max(1),
+            Due::TimedOut { reset: true },
+        );
+        return best;
     }
     let reading = conn.closing.is_none() && !conn.read.is_finished() && !conn.read.is_paused();
     if reading {

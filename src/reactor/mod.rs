@@ -26,6 +26,7 @@ use self::conn::SocketSource;
 pub(crate) use self::conn::{Conn, Extra, Framer, PAUSE_CONSUMER, PAUSE_USER};
 use self::core::Due;
 pub(crate) use self::core::{Closed, Core};
+use crate::addr::Address;
 use crate::codec::{decode_all, decode_eof_all};
 use crate::config::Config;
 use crate::error::{catch_panic, CloseReason};
@@ -36,7 +37,6 @@ use crate::shared::{Command, Shared};
 use crate::sys::{self, Epoll, Event};
 use bytes::Bytes;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Instant;
@@ -49,11 +49,24 @@ const LISTENER_BASE: u64 = u64::MAX - 1;
 /// How the reactor hands events to the user: the internal interface both faces implement.
 pub(crate) trait Face: Send {
     /// The server listens on `addrs`.
-    fn listening(&mut self, core: &mut Core, addrs: &[SocketAddr]) {
+    fn listening(&mut self, core: &mut Core, addrs: &[Address]) {
         let _ = (core, addrs);
     }
     /// A connection was accepted on one of this face's listeners.
     fn opened(&mut self, core: &mut Core, info: ConnInfo);
+    /// An outbound connection of this face completed (a failed one ends in `closed`, with
+    /// `Closed::connect_to` set).
+    fn connected(&mut self, core: &mut Core, info: ConnInfo) {
+        self.opened(core, info);
+    }
+    /// Someone awaits outbound connection `id` (the async face's `ServerHandle::connect`).
+    fn watch_connect(&mut self, id: ConnId, reply: crate::async_face::ConnectReply) {
+        let _ = (id, reply);
+    }
+    /// Connection `id`'s output drained to the low-water mark after passing the high-water mark.
+    fn drained(&mut self, core: &mut Core, id: ConnId) {
+        let _ = (core, id);
+    }
     /// A frame arrived. Returning it back means the consumer is full: the reactor parks it,
     /// pauses reading, and offers it again after an `InboundResume` command.
     fn received(&mut self, core: &mut Core, id: ConnId, frame: Bytes) -> Option<Bytes>;
@@ -98,9 +111,11 @@ pub(crate) trait Face: Send {
 /// A listener before the reactor owns it.
 pub(crate) struct ListenerSpec {
     pub(crate) fd: std::os::fd::OwnedFd,
-    pub(crate) addr: SocketAddr,
+    pub(crate) addr: Address,
     pub(crate) face: usize,
     pub(crate) framing: Option<crate::codec::Framing>,
+    /// Removes a Unix listener's socket file when the listener closes.
+    pub(crate) path_guard: Option<crate::server::UnixPathGuard>,
 }
 
 pub(crate) struct Reactor {
@@ -142,6 +157,7 @@ impl Drop for Reactor {
             face.abandon();
         }
         self.core.shared.set_finished();
+        self.core.shared.discard_commands();
     }
 }
 
@@ -188,12 +204,12 @@ impl Reactor {
         self.started = true;
         let no_listener = self.listeners.is_empty();
         for face in 0..self.faces.len() {
-            let face_addrs: Vec<SocketAddr> = self
+            let face_addrs: Vec<Address> = self
                 .listeners
                 .iter()
                 .flatten()
                 .filter(|l| l.face == face)
-                .map(|l| l.addr)
+                .map(|l| l.addr.clone())
                 .collect();
             if !face_addrs.is_empty() || (face == 0 && no_listener) {
                 self.faces[face].listening(&mut self.core, &face_addrs);
@@ -351,6 +367,9 @@ impl Reactor {
             // A stale event for a connection closed earlier in this batch.
             return;
         };
+        if self.core.get(id).is_some_and(|c| c.connecting) && !self.complete_connect(id, bits) {
+            return;
+        }
         let conn = self
             .core
             .get_mut(id)
@@ -387,11 +406,77 @@ impl Reactor {
         }
     }
 
+    /// An outbound connection's socket reported `bits`: if the connect completed, tell the face
+    /// and return whether the connection is still open (then the event is handled as usual);
+    /// if it failed, end it (the face hears of the failure in `closed`).
+    fn complete_connect(&mut self, id: ConnId, bits: u32) -> bool {
+        let now_ms = self.core.now_ms;
+        let Some(conn) = self.core.get_mut(id) else {
+            return false;
+        };
+        if bits & (sys::EV_OUT | sys::EV_ERR | sys::EV_HUP) == 0 {
+            return false;
+        }
+        let to = conn
+            .extra
+            .as_ref()
+            .and_then(|e| e.connect_to.clone())
+            .expect("a connecting connection knows where to");
+        if let Some(e) = sys::socket_error(conn.fd.as_fd()) {
+            let e = sys::context(e, &format!("connect({to})"));
+            self.core.abort(id, CloseReason::Error(e));
+            return false;
+        }
+        conn.connecting = false;
+        conn.writable = true;
+        conn.last_in_ms = now_ms;
+        if let Some(extra) = conn.extra.as_mut() {
+            extra.connect_to = None;
+        }
+        let fd = conn.fd.as_fd();
+        let local = sys::local_address(fd).unwrap_or_else(|e| {
+            log::debug!("{e}");
+            match &to {
+                Address::Tcp(a) if a.is_ipv4() => {
+                    Address::Tcp((std::net::Ipv4Addr::UNSPECIFIED, 0).into())
+                }
+                Address::Tcp(_) => Address::Tcp((std::net::Ipv6Addr::UNSPECIFIED, 0).into()),
+                Address::Unix(_) => Address::Unix(None),
+            }
+        });
+        let peer_credentials = if to.is_unix() {
+            sys::peer_credentials(fd)
+                .map_err(|e| log::debug!("{e}"))
+                .ok()
+        } else {
+            None
+        };
+        let face = conn.face;
+        self.core.shared.counters.connected();
+        if !self.core.stopping {
+            // Idle and other timeouts start now.
+            self.core.arm(id);
+        }
+        let info = ConnInfo {
+            id,
+            peer: to,
+            local,
+            peer_credentials,
+            outbound: true,
+        };
+        self.faces[face].connected(&mut self.core, info);
+        self.core.get(id).is_some()
+    }
+
     /// One read turn of connection `id`: read, deliver, until drained, paused, out of budget or done.
     fn read_turn(&mut self, id: ConnId) {
         let Some(conn) = self.core.get_mut(id) else {
             return;
         };
+        if conn.connecting {
+            // Not connected yet: the connect's completion event reads.
+            return;
+        }
         conn.read.begin_turn();
         let now_ms = self.core.now_ms;
         loop {
@@ -552,6 +637,15 @@ impl Reactor {
                 Command::SetTimeout(id, which, after) => self.core.set_timeout(id, which, after),
                 Command::IncomingDropped => self.incoming_dropped(),
                 Command::InjectPanic => panic!("panic injected by ServerHandle::inject_panic"),
+                Command::Connect(addr, reply) => {
+                    let face = crate::server::ASYNC_FACE;
+                    match self.core.connect(&addr, face) {
+                        Ok(id) => self.faces[face].watch_connect(id, reply),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
             }
         }
         self.commands = commands;
@@ -566,7 +660,7 @@ impl Reactor {
                 .as_ref()
                 .is_some_and(|l| l.face == crate::server::ASYNC_FACE)
             {
-                closed.extend(slot.take().map(|l| l.addr));
+                closed.extend(slot.take().map(|l| l.addr.to_string()));
             }
         }
         if !closed.is_empty() {
@@ -620,6 +714,12 @@ impl Reactor {
             for id in dirty {
                 self.core.flush(id);
             }
+            let drained = std::mem::take(&mut self.core.drained);
+            for id in drained {
+                if let Some(face) = self.core.get(id).map(|c| c.face) {
+                    self.faces[face].drained(&mut self.core, id);
+                }
+            }
             let closed = std::mem::take(&mut self.core.closed);
             for c in closed {
                 let face = c.face;
@@ -659,6 +759,9 @@ impl Reactor {
         }
         self.finished = true;
         self.core.shared.set_finished();
+        // Commands sent meanwhile (a connect's reply among them) are dropped, so nobody waits
+        // on them; a handle that queues one after this sees `is_finished` and drops it itself.
+        self.core.shared.discard_commands();
     }
 
     /// Doubles the event buffer when a wait filled it; halves it after a quiet period.

@@ -3,17 +3,23 @@
 //! What it offers:
 //! - [`Epoll`]: `epoll_create1` / `epoll_ctl` / `epoll_wait` over an owned fd;
 //! - [`EventFd`]: the cross-thread wake-up, writable from a signal handler;
-//! - sockets: [`listener`], [`accept`], [`recv`], [`send_vectored`], [`shutdown_write`],
-//!   [`set_nodelay`], [`local_addr`], [`socket_error`];
+//! - sockets: [`listener`], [`unix_listener`], [`accept`], [`connect`], [`recv`],
+//!   [`send_vectored`], [`shutdown_write`], [`set_nodelay`], [`local_addr`], [`local_address`],
+//!   [`peer_credentials`], [`socket_error`];
 //! - process: [`raise_nofile_limit`] and [`install_signal_handler`].
 //!
 //! Everything above this module takes [`BorrowedFd`] / [`OwnedFd`], never a bare `RawFd` it has to
 //! trust, and every failing call becomes an [`io::Error`] through [`cvt`].
 
+use std::ffi::OsString;
 use std::io::{self, IoSlice};
 use std::mem::{self, MaybeUninit};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use crate::addr::{Address, PeerCredentials};
 
 /// Maps the `-1` convention of libc to `io::Error::last_os_error()`.
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -316,11 +322,11 @@ pub(crate) fn listener(addr: &SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`: the new connection and its peer address.
+/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`: the new connection and its peer address (TCP or Unix).
 ///
 /// # References
 /// <https://man7.org/linux/man-pages/man2/accept.2.html>
-pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Address)> {
     let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: `storage` is writable for `len` bytes; the kernel writes at most that many.
@@ -336,8 +342,185 @@ pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAdd
     let fd = unsafe { owned(raw) };
     // SAFETY: storage was zeroed and then (partly) filled by the kernel: every byte is initialised.
     let storage = unsafe { storage.assume_init() };
-    let peer = from_sockaddr(&storage)?;
+    let peer = from_sockaddr_any(&storage, len)?;
     Ok((fd, peer))
+}
+
+/// A Unix domain socket path as a `sockaddr_un` (inside a `sockaddr_storage`) and its length.
+fn unix_sockaddr(path: &Path) -> io::Result<(libc::sockaddr_storage, libc::socklen_t)> {
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
+    let mut sun: libc::sockaddr_un = unsafe { mem::zeroed() };
+    if bytes.is_empty() || bytes.len() >= sun.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "Unix socket path {:?} must be 1 to {} bytes without NUL",
+                path,
+                sun.sun_path.len() - 1
+            ),
+        ));
+    }
+    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, src) in sun.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    let len = mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_un.
+    unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sun) };
+    Ok((storage, len as libc::socklen_t))
+}
+
+/// Any address as the C representation `bind` and `connect` take.
+fn address_sockaddr(addr: &Address) -> io::Result<(libc::sockaddr_storage, libc::socklen_t)> {
+    match addr {
+        Address::Tcp(a) => Ok(to_sockaddr(a)),
+        Address::Unix(Some(path)) => unix_sockaddr(path),
+        Address::Unix(None) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an unnamed Unix socket address cannot be bound or connected to",
+        )),
+    }
+}
+
+/// Reads back an address of any supported family the kernel filled in (`len` bytes of it).
+fn from_sockaddr_any(
+    storage: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> io::Result<Address> {
+    if storage.ss_family as libc::c_int != libc::AF_UNIX {
+        return from_sockaddr(storage).map(Address::Tcp);
+    }
+    // SAFETY: the family says the storage holds a sockaddr_un; storage is aligned for it.
+    let sun: &libc::sockaddr_un = unsafe { &*(storage as *const libc::sockaddr_storage).cast() };
+    let offset = mem::offset_of!(libc::sockaddr_un, sun_path);
+    let path_len = (len as usize)
+        .saturating_sub(offset)
+        .min(sun.sun_path.len());
+    let raw = &sun.sun_path[..path_len];
+    // Unnamed (no path) or abstract (leading NUL): no path to give.
+    if raw.first().map_or(true, |&c| c == 0) {
+        return Ok(Address::Unix(None));
+    }
+    let bytes: Vec<u8> = raw
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok(Address::from(PathBuf::from(OsString::from_vec(bytes))))
+}
+
+/// A listening Unix domain stream socket at `path`: `socket(AF_UNIX, SOCK_NONBLOCK |
+/// SOCK_CLOEXEC)`, `bind`, `listen(backlog)`. `bind` fails with `AddrInUse` if the path exists.
+pub(crate) fn unix_listener(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
+    let (storage, len) = unix_sockaddr(path)?;
+    // SAFETY: no pointers; a non-negative result is a new fd we own.
+    let raw = cvt(unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })
+    .map_err(|e| context(e, "socket(AF_UNIX)"))?;
+    // SAFETY: `raw` was just returned by socket() and is owned by nobody else.
+    let fd = unsafe { owned(raw) };
+    // SAFETY: `storage` holds a valid sockaddr_un of `len` bytes; fd is open.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })
+    .map_err(|e| context(e, &format!("bind(unix:{})", path.display())))?;
+    // SAFETY: no pointers; fd is open.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map_err(|e| context(e, "listen"))?;
+    Ok(fd)
+}
+
+/// A non-blocking `connect(2)` to `addr` on a new `SOCK_NONBLOCK | SOCK_CLOEXEC` socket.
+///
+/// Returns the socket, and the error if the attempt already failed. A TCP connect normally
+/// returns `EINPROGRESS` (not an error here): completion is signalled by `EPOLLOUT` and its
+/// outcome read with [`socket_error`]. A Unix connect completes or fails at once (`EAGAIN`
+/// means the listener's backlog is full). `Err` only if no socket could be made.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/connect.2.html>
+pub(crate) fn connect(addr: &Address) -> io::Result<(OwnedFd, Option<io::Error>)> {
+    let (storage, len) = address_sockaddr(addr)?;
+    let family = match addr {
+        Address::Tcp(SocketAddr::V4(_)) => libc::AF_INET,
+        Address::Tcp(SocketAddr::V6(_)) => libc::AF_INET6,
+        Address::Unix(_) => libc::AF_UNIX,
+    };
+    // SAFETY: no pointers; a non-negative result is a new fd we own.
+    let raw = cvt(unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })
+    .map_err(|e| context(e, "socket"))?;
+    // SAFETY: `raw` was just returned by socket() and is owned by nobody else.
+    let fd = unsafe { owned(raw) };
+    loop {
+        // SAFETY: `storage` holds a valid sockaddr of `len` bytes; fd is open.
+        let ret = unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                (&storage as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        };
+        if ret == 0 {
+            return Ok((fd, None));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINPROGRESS) => return Ok((fd, None)),
+            Some(libc::EINTR) => continue,
+            _ => return Ok((fd, Some(context(err, &format!("connect({addr})"))))),
+        }
+    }
+}
+
+/// `getsockopt(SO_PEERCRED)`: the process at the other end of a Unix domain socket.
+pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
+    // SAFETY: ucred is plain old data; all-zero is a valid value.
+    let mut cred: libc::ucred = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: writes at most `len` bytes into a live ucred.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })
+    .map_err(|e| context(e, "getsockopt(SO_PEERCRED)"))?;
+    Ok(PeerCredentials {
+        pid: cred.pid,
+        uid: cred.uid,
+        gid: cred.gid,
+    })
+}
+
+/// `getsockname` as an [`Address`] (TCP or Unix).
+pub(crate) fn local_address(fd: BorrowedFd<'_>) -> io::Result<Address> {
+    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `storage` is writable for `len` bytes.
+    cvt(unsafe { libc::getsockname(fd.as_raw_fd(), storage.as_mut_ptr().cast(), &mut len) })
+        .map_err(|e| context(e, "getsockname"))?;
+    // SAFETY: zeroed, then filled by the kernel: fully initialised.
+    from_sockaddr_any(&unsafe { storage.assume_init() }, len)
 }
 
 /// `getsockname`: the local address a socket is bound to.

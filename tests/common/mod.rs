@@ -16,7 +16,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// One callback, as the [`Recorder`] reports it.
 #[derive(Debug)]
 pub enum Event {
-    Listening(Vec<SocketAddr>),
+    Listening(Vec<epoll_server::Address>),
     Open(ConnInfo),
     Message(ConnId, Bytes),
     Close(ConnId, CloseReason),
@@ -106,12 +106,12 @@ impl Recorder {
 }
 
 impl Handler for Recorder {
-    fn on_listening(&mut self, _ctx: &mut Context<'_>, addrs: &[SocketAddr]) {
+    fn on_listening(&mut self, _ctx: &mut Context<'_>, addrs: &[epoll_server::Address]) {
         self.report(Event::Listening(addrs.to_vec()));
     }
 
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnInfo) {
-        self.report(Event::Open(conn));
+        self.report(Event::Open(conn.clone()));
         if let Some(f) = self.on_open.as_mut() {
             f(ctx, conn);
         }
@@ -199,7 +199,7 @@ impl Events {
     #[track_caller]
     pub fn open(&self) -> ConnInfo {
         self.wait("on_open", |e| match e {
-            Event::Open(info) => Some(*info),
+            Event::Open(info) => Some(info.clone()),
             _ => None,
         })
     }

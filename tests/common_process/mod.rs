@@ -81,9 +81,16 @@ impl Example {
     /// Builds and starts example `name` on `127.0.0.1:0` with `args` after the address, and
     /// reads its `listening on ADDR` line.
     pub fn start(name: &str, args: &[&str]) -> Example {
+        Example::start_at(name, "127.0.0.1:0", args)
+    }
+
+    /// Builds and starts example `name` listening on `listen` (`127.0.0.1:0` or
+    /// `unix:/path`) with `args` after it, and reads its `listening on ADDR` line: for TCP,
+    /// `addr` is the bound address; for Unix, the line must name the path.
+    pub fn start_at(name: &str, listen: &str, args: &[&str]) -> Example {
         let path = built_example(name);
         let mut child = Command::new(&path)
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -105,9 +112,14 @@ impl Example {
             addr: "0.0.0.0:0".parse().unwrap(),
         };
         let first = example.next_line("first");
-        let addr: SocketAddr = first
+        let printed = first
             .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("{name}'s first line is {first:?}"))
+            .unwrap_or_else(|| panic!("{name}'s first line is {first:?}"));
+        if listen.starts_with("unix:") {
+            assert_eq!(printed, listen, "{name} printed another Unix address");
+            return example;
+        }
+        let addr: SocketAddr = printed
             .parse()
             .unwrap_or_else(|e| panic!("{name} printed the address in {first:?}: {e}"));
         assert_eq!(addr.ip().to_string(), "127.0.0.1");
