@@ -213,7 +213,7 @@ impl Context<'_> {
     ///
     /// ```
     /// # fn main() -> std::io::Result<()> {
-    /// use epoll_server::{Bytes, ConnId, ConnInfo, Context, Handler, Server};
+    /// use epoll_server::{Bytes, ConnId, Context, Handler, Server};
     /// use std::io::Read;
     ///
     /// /// Connects to `upstream` at start and greets it.

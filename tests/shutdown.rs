@@ -76,7 +76,14 @@ fn stop_writes_queued_output_to_every_peer_before_closing() {
 
 #[test]
 fn stop_closes_idle_connections_and_refuses_new_ones() {
-    let (server, events) = common::echo_server();
+    // On a loopback address of its own: once this listener is closed, another test's server
+    // on 127.0.0.1 may get the same port, and a connect would reach that one instead.
+    let (handler, events) = Recorder::echo();
+    let server = Builder::new()
+        .bind("127.0.0.77:0")
+        .and_then(|b| b.build(handler))
+        .and_then(|s| s.spawn())
+        .expect("a server on 127.0.0.77");
     let addr = server.local_addr();
     let mut client = connect(addr);
     let id = events.open().id;
