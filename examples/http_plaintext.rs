@@ -7,8 +7,8 @@
 //! wrk -t1 -c100 -d5s http://127.0.0.1:8080/plaintext
 //! ```
 //!
-//! ADDR defaults to 127.0.0.1:8080. Prints `listening on <addr>` first, and stops gracefully
-//! on SIGINT or SIGTERM.
+//! ADDR (`IP:PORT` or `unix:/path`) defaults to 127.0.0.1:8080. Prints `listening on
+//! <addr>` first, and stops gracefully on SIGINT or SIGTERM.
 //!
 //! # What it speaks
 //!
@@ -76,14 +76,18 @@ fn main() -> io::Result<()> {
     }
     let server = bind(Server::builder().max_fds(65_536), &addr)?.build(Plaintext::new())?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
-    println!("listening on {}", server.local_addr());
+    println!("listening on {}", server.addresses()[0]);
     io::stdout().flush()?;
     server.run()
 }
 
 /// Adds the listener for `addr` to `builder`.
+/// Binds the listen address: `IP:PORT` or `unix:/path` (a Unix domain socket).
 fn bind(builder: Builder, addr: &str) -> io::Result<Builder> {
-    builder.bind(addr)
+    let addr: epoll_server::Address = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    builder.bind_address(&addr)
 }
 
 fn usage(problem: &str) -> ! {

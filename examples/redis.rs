@@ -7,8 +7,8 @@
 //! redis-benchmark -p 6380 -t set,get,incr,lpush,lpop,mset -P 16 -q
 //! ```
 //!
-//! ADDR defaults to 127.0.0.1:6380. Prints `listening on <addr>` first, and stops gracefully on
-//! SIGINT or SIGTERM.
+//! ADDR (`IP:PORT` or `unix:/path`) defaults to 127.0.0.1:6380. Prints `listening on
+//! <addr>` first, and stops gracefully on SIGINT or SIGTERM.
 //!
 //! Commands: PING, ECHO, SET (EX, PX, EXAT, PXAT, NX, XX, KEEPTTL, GET), GET, DEL, EXISTS, INCR,
 //! DECR, INCRBY, DECRBY, MSET, MGET, LPUSH, RPUSH, LPOP, RPOP, LRANGE, SADD, SPOP, HSET, HGET,
@@ -58,14 +58,18 @@ fn main() -> io::Result<()> {
         .framing(framing);
     let server = bind(builder, &addr)?.build(Redis::new())?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
-    println!("listening on {}", server.local_addr());
+    println!("listening on {}", server.addresses()[0]);
     io::stdout().flush()?;
     server.run()
 }
 
 /// Adds the listener for `addr`, a `host:port` address.
+/// Binds the listen address: `IP:PORT` or `unix:/path` (a Unix domain socket).
 fn bind(builder: Builder, addr: &str) -> io::Result<Builder> {
-    builder.bind(addr)
+    let addr: epoll_server::Address = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    builder.bind_address(&addr)
 }
 
 /// The listen address and the longest argument; exits with a usage message on a bad argument.

@@ -112,3 +112,26 @@ fn proxy_on_a_unix_socket_in_front_of_a_unix_echo() {
     on_unix("proxy", &[&echo_addr], echo_talk);
     assert!(echo.stop_with("TERM", Duration::from_secs(5)).success());
 }
+
+#[test]
+fn redis_on_a_unix_socket() {
+    on_unix("redis", &[], |path| {
+        let mut c = client(path);
+        c.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+            .unwrap();
+        expect(&mut c, b"+OK\r\n$1\r\nv\r\n");
+    });
+}
+
+#[test]
+fn http_plaintext_on_a_unix_socket() {
+    on_unix("http_plaintext", &[], |path| {
+        let mut c = client(path);
+        c.write_all(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.ends_with("Hello, World!"), "{reply}");
+    });
+}
