@@ -223,7 +223,7 @@ pub fn markdown(runs: &[Run], opts: &Options, rounds: usize) -> String {
     let _ = writeln!(
         md,
         "### http-plaintext\n\n`wrk -t {} -c {} -d {}s --latency http://ADDR/plaintext` (pipelined: plus \
-         `-s pipeline.lua -- {}`, {} requests per batch); nginx {} with one process, access log off; \
+         `-s pipeline.lua -- {}`, {} requests per batch); {} as one process, access log off; \
          {rounds} round(s), servers alternated; cells are median (min–max), ratios ours ({OURS}) / nginx \
          of the medians. CPU µs/req: the server's utime+stime over wrk's run ÷ wrk's requests.\n",
         opts.threads,
