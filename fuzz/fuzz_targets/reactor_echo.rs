@@ -76,11 +76,10 @@ impl Handler for Echo {
         let handle = ctx
             .handle(conn.id)
             .expect("a handle to a connection being opened");
-        self.0
-            .registry
-            .lock()
-            .unwrap()
-            .insert(conn.peer, (seq, conn.id, handle));
+        self.0.registry.lock().unwrap().insert(
+            conn.peer.as_tcp().expect("a TCP peer"),
+            (seq, conn.id, handle),
+        );
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes) {
