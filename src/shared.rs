@@ -349,6 +349,13 @@ pub(crate) struct ConnShared {
     pub(crate) out_lock: Mutex<Option<Box<dyn Encoder>>>,
     /// Sends from other threads pushed onto the command queue and not yet taken by the reactor.
     pub(crate) remote_pending: AtomicUsize,
+    /// Handle commands other than sends (close, pause, resume, set a timeout) pushed and not
+    /// yet run: while any is on its way, sends queue behind it instead of writing through, so
+    /// one thread's `pause_reading(); send(x)` still reaches the peer in that order.
+    pub(crate) commands_pending: AtomicUsize,
+    /// The socket, for write-through: a send that finds nothing queued writes it at once
+    /// from its own thread (see [`ConnShared::send`]). Revoked before the reactor closes it.
+    pub(crate) fd: crate::sys::SharedFd,
 }
 
 impl fmt::Debug for ConnShared {
@@ -428,26 +435,90 @@ impl ConnShared {
                 }
             }
         };
-        self.reserve(len, bounded)
+        let before = self
+            .reserve(len, bounded)
             .map_err(|kind| SendError::new(kind, msg.clone()))?;
         let end = self.enqueued_total.fetch_add(len as u64, SeqCst) + len as u64;
+        let mut pieces = match pieces {
+            None => vec![msg],
+            Some(pieces) => pieces,
+        };
+        if before == 0 && len > 0 && self.commands_pending.load(SeqCst) == 0 {
+            // Write-through: nothing is queued anywhere (not in the reactor's queue, not in
+            // the command queue: both count in `queued`), and every other sender waits on
+            // this lock, so writing now keeps the order. The reactor is not woken at all
+            // when the kernel takes everything.
+            let written = self.write_through(&pieces);
+            if written == len {
+                return Ok(end);
+            }
+            advance_pieces(&mut pieces, written);
+        }
         self.remote_pending.fetch_add(1, SeqCst);
-        self.server.push(match pieces {
-            None => Command::Send(self.id, msg),
-            Some(pieces) => Command::SendParts(self.id, pieces),
+        self.server.push(if pieces.len() == 1 {
+            Command::Send(self.id, pieces.pop().expect("one piece"))
+        } else {
+            Command::SendParts(self.id, pieces)
         });
         Ok(end)
     }
 
-    /// Counts `len` more queued bytes, or says why not.
-    fn reserve(&self, len: usize, bounded: bool) -> Result<(), SendErrorKind> {
+    /// Writes `pieces` straight to the socket, under the output lock (held by the caller),
+    /// and accounts for what the kernel took. Returns the bytes written; the caller queues
+    /// the rest (after a partial write, `EAGAIN`, an error, or a revoked socket) for the
+    /// reactor, which then writes it, or meets the error and closes the connection.
+    fn write_through(&self, pieces: &[Bytes]) -> usize {
+        const MAX: usize = 64;
+        let mut iov = [std::io::IoSlice::new(&[]); MAX];
+        let count = pieces.len().min(MAX);
+        for (slot, piece) in iov.iter_mut().zip(pieces) {
+            *slot = std::io::IoSlice::new(piece);
+        }
+        let written = loop {
+            match self.fd.send_vectored(&iov[..count]) {
+                Some(Ok(n)) => break n,
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                _ => break 0,
+            }
+        };
+        if written > 0 {
+            self.queued.fetch_sub(written, SeqCst);
+            self.progress.advance(written as u64);
+            self.server.counters.written_directly(written);
+        }
+        written
+    }
+
+    /// Pushes a command that later sends must not overtake (see `commands_pending`).
+    fn command(&self, cmd: Command) {
+        self.commands_pending.fetch_add(1, SeqCst);
+        self.server.push(cmd);
+    }
+
+    /// Counts `len` more queued bytes, or says why not. Returns the bytes queued before.
+    fn reserve(&self, len: usize, bounded: bool) -> Result<usize, SendErrorKind> {
         let before = self.queued.fetch_add(len, SeqCst);
         if bounded && before > 0 && before + len > self.hard_limit {
             self.queued.fetch_sub(len, SeqCst);
             return Err(SendErrorKind::Full);
         }
-        Ok(())
+        Ok(before)
     }
+}
+
+/// Drops the first `n` bytes of `pieces` (written already).
+fn advance_pieces(pieces: &mut Vec<Bytes>, mut n: usize) {
+    let mut done = 0;
+    for piece in pieces.iter_mut() {
+        if n >= piece.len() {
+            n -= piece.len();
+            done += 1;
+        } else {
+            let _ = piece.split_to(n);
+            break;
+        }
+    }
+    pieces.drain(..done);
 }
 
 /// Why the framing's encoder did not encode a frame.
@@ -510,18 +581,18 @@ impl ConnHandle {
     /// Closes the connection after writing what is queued.
     pub fn close(&self) {
         if !self.inner.is_closed() {
-            self.inner.server.push(Command::Close(self.inner.id));
+            self.inner.command(Command::Close(self.inner.id));
         }
     }
 
     /// Stops reading from the connection (the peer then feels TCP flow control).
     pub fn pause_reading(&self) {
-        self.inner.server.push(Command::Pause(self.inner.id));
+        self.inner.command(Command::Pause(self.inner.id));
     }
 
     /// Resumes reading after [`pause_reading`](Self::pause_reading).
     pub fn resume_reading(&self) {
-        self.inner.server.push(Command::Resume(self.inner.id));
+        self.inner.command(Command::Resume(self.inner.id));
     }
 
     /// Whether the connection has closed.
@@ -534,8 +605,7 @@ impl ConnHandle {
     pub fn set_timeout(&self, which: crate::Timeout, after: Option<std::time::Duration>) {
         if !self.inner.is_closed() {
             self.inner
-                .server
-                .push(Command::SetTimeout(self.inner.id, which, after));
+                .command(Command::SetTimeout(self.inner.id, which, after));
         }
     }
 

@@ -83,6 +83,9 @@ pub(crate) struct Counters {
     closed: [AtomicU64; 6],
     pub(crate) bytes_read: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
+    /// Bytes written by senders on other threads (write-through); added up with an atomic
+    /// add, as there are many writers.
+    bytes_written_directly: AtomicU64,
     queued_output_bytes: AtomicU64,
     paused_for_backpressure: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
@@ -114,6 +117,11 @@ impl Counters {
     pub(crate) fn opened(&self) {
         add(&self.accepted, 1);
         add(&self.open, 1);
+    }
+
+    /// Bytes a sender wrote from its own thread (write-through).
+    pub(crate) fn written_directly(&self, n: usize) {
+        self.bytes_written_directly.fetch_add(n as u64, Relaxed);
     }
 
     pub(crate) fn connected(&self) {
@@ -166,7 +174,7 @@ impl Counters {
                 timed_out: get(&self.closed[5]),
             },
             bytes_read: get(&self.bytes_read),
-            bytes_written: get(&self.bytes_written),
+            bytes_written: get(&self.bytes_written) + get(&self.bytes_written_directly),
             queued_output_bytes: get(&self.queued_output_bytes),
             paused_for_backpressure: get(&self.paused_for_backpressure),
             accept_errors: get(&self.accept_errors),

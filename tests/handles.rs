@@ -214,6 +214,9 @@ fn queued_bytes_return_to_zero_when_a_peer_resets_with_sends_in_flight() {
 
     drop(c);
     blocked.recv_timeout(common::TIMEOUT).unwrap();
+    // A command on its way makes the sends queue behind it instead of writing through to the
+    // socket, so they are in flight when the reset is seen.
+    a_handle.pause_reading();
     for _ in 0..100 {
         a_handle.send(vec![b'x'; 1024]).unwrap();
     }

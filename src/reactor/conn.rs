@@ -297,3 +297,18 @@ impl Conn {
         self.out_bytes = 0;
     }
 }
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "Conn {} ReadState {} OutQueue {} CloseReason {} Option<CloseReason> {}",
+            std::mem::size_of::<super::Conn>(),
+            std::mem::size_of::<crate::read_path::ReadState>(),
+            std::mem::size_of::<super::OutQueue>(),
+            std::mem::size_of::<crate::error::CloseReason>(),
+            std::mem::size_of::<Option<crate::error::CloseReason>>(),
+        );
+    }
+}

@@ -191,6 +191,10 @@ impl Core {
         let conn = self.get_mut(id)?;
         let queued_now = conn.out_bytes;
         let closing = conn.closing.is_some() || conn.wr_shut || conn.shut_wr_pending;
+        let fd = crate::sys::SharedFd::default();
+        if !conn.connecting {
+            fd.set(conn.fd.as_fd());
+        }
         let extra = conn.extra();
         if let Some(s) = &extra.shared {
             return Some(s.clone());
@@ -213,6 +217,8 @@ impl Core {
             inbound_tail: Default::default(),
             out_lock: Mutex::new(encoder),
             remote_pending: AtomicUsize::new(0),
+            commands_pending: AtomicUsize::new(0),
+            fd,
         });
         extra.shared = Some(s.clone());
         Some(s)
@@ -302,6 +308,13 @@ impl Core {
                 Command::SendParts(id, pieces) => self.push_remote(id, pieces),
                 other => self.deferred.push(other),
             }
+        }
+    }
+
+    /// A handle's command for `id` (other than a send) ran: sends may write through again.
+    pub(crate) fn command_done(&mut self, id: ConnId) {
+        if let Some(s) = self.get(id).and_then(|c| c.shared()) {
+            s.commands_pending.fetch_sub(1, SeqCst);
         }
     }
 
@@ -455,6 +468,8 @@ impl Core {
                 connect_to = extra.connect_to.take();
             }
             if let Some(sh) = &extra.shared {
+                // No thread may write to the descriptor once it is closed below.
+                sh.fd.revoke();
                 sh.state.store(state_for(&reason), SeqCst);
                 sh.progress.wake();
             }
@@ -497,6 +512,7 @@ impl Core {
             };
             if let Some(mut extra) = conn.extra.take() {
                 if let Some(sh) = &extra.shared {
+                    sh.fd.revoke();
                     sh.state.store(shared::CLOSED_ERROR, SeqCst);
                     *sh.inbound_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(
                         io::Error::other("the server's reactor thread ended abnormally"),

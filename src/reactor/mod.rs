@@ -434,6 +434,10 @@ impl Reactor {
             extra.connect_to = None;
         }
         let fd = conn.fd.as_fd();
+        if let Some(s) = conn.extra.as_ref().and_then(|e| e.shared.as_ref()) {
+            // Handles taken while it connected may write directly from now on.
+            s.fd.set(fd);
+        }
         let local = sys::local_address(fd).unwrap_or_else(|e| {
             log::debug!("{e}");
             match &to {
@@ -625,16 +629,27 @@ impl Reactor {
             match cmd {
                 Command::Send(id, msg) => self.core.push_remote(id, [msg]),
                 Command::SendParts(id, pieces) => self.core.push_remote(id, pieces),
-                Command::Close(id) | Command::Release(id) => {
-                    self.core.close(id, CloseReason::Local)
+                Command::Close(id) => {
+                    self.core.close(id, CloseReason::Local);
+                    self.core.command_done(id);
                 }
-                Command::Pause(id) => self.core.pause_reading(id, PAUSE_USER),
-                Command::Resume(id) => self.core.resume_reading(id, PAUSE_USER),
+                Command::Release(id) => self.core.close(id, CloseReason::Local),
+                Command::Pause(id) => {
+                    self.core.pause_reading(id, PAUSE_USER);
+                    self.core.command_done(id);
+                }
+                Command::Resume(id) => {
+                    self.core.resume_reading(id, PAUSE_USER);
+                    self.core.command_done(id);
+                }
                 Command::ShutdownWrite(id) => self.core.shutdown_write(id),
                 Command::InboundResume(id) => self.inbound_resume(id),
                 Command::AcceptResume => self.core.slot_freed = true,
                 Command::Fail(id, e) => self.core.abort(id, CloseReason::Error(e)),
-                Command::SetTimeout(id, which, after) => self.core.set_timeout(id, which, after),
+                Command::SetTimeout(id, which, after) => {
+                    self.core.set_timeout(id, which, after);
+                    self.core.command_done(id);
+                }
                 Command::IncomingDropped => self.incoming_dropped(),
                 Command::InjectPanic => panic!("panic injected by ServerHandle::inject_panic"),
                 Command::Connect(addr, reply) => {

@@ -555,6 +555,38 @@ pub(crate) fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Res
     cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })
 }
 
+/// A connected socket other threads may write to while its owner (the reactor) keeps it open:
+/// the owner [`set`](Self::set)s it once it is connected and [`revoke`](Self::revoke)s it
+/// before it closes the descriptor, under the lock every writer holds across its `sendmsg`.
+/// So a writer never reaches a closed descriptor, or a new socket that reused its number.
+#[derive(Debug, Default)]
+pub(crate) struct SharedFd {
+    fd: std::sync::Mutex<Option<RawFd>>,
+}
+
+impl SharedFd {
+    /// Lets other threads write to `fd` until [`revoke`](Self::revoke). The caller (the
+    /// descriptor's owner) must revoke before it closes `fd`.
+    pub(crate) fn set(&self, fd: BorrowedFd<'_>) {
+        *self.fd.lock().unwrap_or_else(|p| p.into_inner()) = Some(fd.as_raw_fd());
+    }
+
+    /// Ends writes from other threads; returns once none is in progress.
+    pub(crate) fn revoke(&self) {
+        *self.fd.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// [`send_vectored`] on the descriptor, or `None` if it is not (or no longer) shared.
+    pub(crate) fn send_vectored(&self, bufs: &[IoSlice<'_>]) -> Option<io::Result<usize>> {
+        let guard = self.fd.lock().unwrap_or_else(|p| p.into_inner());
+        let raw = (*guard)?;
+        // SAFETY: `raw` is open: its owner set it while open and revokes it, under this lock,
+        // before closing it; the lock is held until the call returns.
+        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+        Some(send_vectored(fd, bufs))
+    }
+}
+
 /// `shutdown(SHUT_WR)`: sends FIN after the queued bytes; reading still works.
 pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: no pointers; fd is open.
