@@ -186,7 +186,16 @@ impl PerfStat {
     fn start(pid: u32) -> Option<PerfStat> {
         let out = std::env::temp_dir().join(format!("bench-perf-{}-{pid}.csv", std::process::id()));
         let child = Command::new("perf")
-            .args(["stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-o"])
+            .args([
+                "stat",
+                "-x",
+                ",",
+                "-e",
+                "raw_syscalls:sys_enter",
+                "-e",
+                "context-switches",
+                "-o",
+            ])
             .arg(&out)
             .args(["-p", &pid.to_string()])
             .stdout(Stdio::null())
@@ -197,16 +206,38 @@ impl PerfStat {
         Some(PerfStat { child, out })
     }
 
-    fn stop(mut self) -> Option<u64> {
+    /// Stops counting: (system calls, context switches), each if counted.
+    fn stop(mut self) -> (Option<u64>, Option<u64>) {
         let _ = sys::kill(self.child.id(), libc::SIGINT);
         let _ = self.child.wait();
-        let text = std::fs::read_to_string(&self.out).ok();
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
         let _ = std::fs::remove_file(&self.out);
-        text?.lines().find_map(|l| {
+        parse_perf_csv(&text)
+    }
+}
+
+/// The `raw_syscalls:sys_enter` and `context-switches` counts of `perf stat -x ,` output.
+pub fn parse_perf_csv(text: &str) -> (Option<u64>, Option<u64>) {
+    let count = |event: &str| {
+        text.lines().find_map(|l| {
             let mut f = l.split(',');
             let count = f.next()?.trim().parse::<u64>().ok()?;
-            l.contains("raw_syscalls:sys_enter").then_some(count)
+            (f.nth(1)? == event).then_some(count)
         })
+    };
+    (count("raw_syscalls:sys_enter"), count("context-switches"))
+}
+
+#[cfg(test)]
+mod perf_csv_tests {
+    #[test]
+    fn both_counts_are_read() {
+        let text = "# started on Mon Nov 30\n\n123456,,raw_syscalls:sys_enter,2001234567,100.00,,\n789,,context-switches,2001234567,100.00,0.394,K/sec\n";
+        assert_eq!(super::parse_perf_csv(text), (Some(123456), Some(789)));
+        assert_eq!(
+            super::parse_perf_csv("<not counted>,,context-switches,0,0,,"),
+            (None, None)
+        );
     }
 }
 
@@ -225,6 +256,8 @@ pub struct ServerProbe {
     pub rss_after: u64,
     /// System calls counted by perf, if it ran.
     pub syscalls: Option<u64>,
+    /// Context switches of the server's threads counted by perf, if it ran.
+    pub ctx_switches: Option<u64>,
 }
 
 impl ServerProbe {
@@ -239,6 +272,7 @@ impl ServerProbe {
             rss_before: 0,
             rss_after: 0,
             syscalls: None,
+            ctx_switches: None,
         }
     }
 }
@@ -260,7 +294,7 @@ impl Probe for ServerProbe {
             .unwrap_or_default()
             .saturating_sub(self.cpu0);
         self.rss_after = rss_bytes(self.pid).unwrap_or(0);
-        self.syscalls = self.perf.take().and_then(PerfStat::stop);
+        (self.syscalls, self.ctx_switches) = self.perf.take().map_or((None, None), PerfStat::stop);
     }
 }
 
@@ -281,6 +315,8 @@ pub struct Sample {
     pub rss_after: u64,
     /// Server system calls inside the window (perf), if counted.
     pub syscalls: Option<u64>,
+    /// Server context switches inside the window (perf), if counted.
+    pub ctx_switches: Option<u64>,
 }
 
 /// What to run.
@@ -319,6 +355,7 @@ pub fn measure(
         rss_before: probe.rss_before,
         rss_after: probe.rss_after,
         syscalls: probe.syscalls,
+        ctx_switches: probe.ctx_switches,
     })
 }
 

@@ -431,7 +431,7 @@ fn main() -> ExitCode {
         }
     }
     let perf_note = if plan.perf && driver::perf_supported() {
-        "perf stat raw_syscalls:sys_enter over the window"
+        "perf stat raw_syscalls:sys_enter and context-switches over the window"
     } else {
         if plan.perf {
             eprintln!(

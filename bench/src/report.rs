@@ -66,6 +66,8 @@ pub struct Row {
     pub p999: Option<Stat>,
     /// Server syscalls per op.
     pub syscalls_per_op: Option<Stat>,
+    /// Server context switches per op.
+    pub ctx_switches_per_op: Option<Stat>,
     /// Generator CPU as a share of the window (%).
     pub gen_cpu_pct: Option<Stat>,
     /// Idle: RSS growth per held connection (bytes).
@@ -119,6 +121,10 @@ pub fn rows(samples: &[Sample], scenario: Scenario, servers: &[String]) -> Vec<R
                     x.syscalls
                         .map_or(f64::NAN, |c| per_op(c as f64, x.outcome.ops))
                 }),
+                ctx_switches_per_op: col(&|x| {
+                    x.ctx_switches
+                        .map_or(f64::NAN, |c| per_op(c as f64, x.outcome.ops))
+                }),
                 gen_cpu_pct: col(&|x| {
                     100.0 * x.outcome.gen_cpu.as_secs_f64() / x.outcome.window.as_secs_f64()
                 }),
@@ -157,6 +163,11 @@ fn cell(s: Option<Stat>) -> String {
 
 fn med(s: Option<Stat>) -> String {
     s.map_or("–".into(), |s| num(s.med))
+}
+
+/// A small per-op figure (context switches) with three decimals.
+fn med3(s: Option<Stat>) -> String {
+    s.map_or("–".into(), |s| format!("{:.3}", s.med))
 }
 
 fn ratio(rows: &[Row], row: &Row, base: &str, f: fn(&Row) -> Option<Stat>) -> String {
@@ -213,16 +224,16 @@ pub fn markdown(
         };
         let _ = writeln!(
             md,
-            "| server | {unit} | × floor | × tokio_ct | CPU µs/op | × floor | × tokio_ct | p50 µs | p99 µs | p999 µs | syscalls/op | MB/s | gen CPU % |"
+            "| server | {unit} | × floor | × tokio_ct | CPU µs/op | × floor | × tokio_ct | p50 µs | p99 µs | p999 µs | syscalls/op | ctx sw/op | MB/s | gen CPU % |"
         );
         let _ = writeln!(
             md,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in &rows {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.server,
                 cell(r.ops_per_sec),
                 ratio(&rows, r, FLOOR, |r| r.ops_per_sec),
@@ -234,6 +245,7 @@ pub fn markdown(
                 med(r.p99),
                 med(r.p999),
                 med(r.syscalls_per_op),
+                med3(r.ctx_switches_per_op),
                 med(r.mb_per_sec),
                 med(r.gen_cpu_pct),
             );
@@ -251,13 +263,16 @@ fn http_table(md: &mut String, rows: &[Row]) {
     let r0 = HTTP_REFERENCE;
     let _ = writeln!(
         md,
-        "| server | requests/s | × {r0} | CPU µs/req | × {r0} | p50 µs | p99 µs | syscalls/req | MB/s read | wrk CPU % |"
+        "| server | requests/s | × {r0} | CPU µs/req | × {r0} | p50 µs | p99 µs | syscalls/req | ctx sw/req | MB/s read | wrk CPU % |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.server,
             cell(r.ops_per_sec),
             ratio(rows, r, r0, |r| r.ops_per_sec),
@@ -266,6 +281,7 @@ fn http_table(md: &mut String, rows: &[Row]) {
             med(r.p50),
             med(r.p99),
             med(r.syscalls_per_op),
+            med3(r.ctx_switches_per_op),
             med(r.mb_per_sec),
             med(r.gen_cpu_pct),
         );
