@@ -77,8 +77,9 @@ pub struct ReadState {
     urgent: bool,
     finished: bool,
     paused: u8,
-    turn_bytes: usize,
-    budget: usize,
+    // u32: a connection's state stays small; budgets above 4 GiB per turn make no sense.
+    turn_bytes: u32,
+    budget: u32,
     short_read_drains: bool,
 }
 
@@ -96,7 +97,7 @@ impl ReadState {
             finished: false,
             paused: 0,
             turn_bytes: 0,
-            budget: budget.max(1),
+            budget: budget.clamp(1, u32::MAX as usize) as u32,
             short_read_drains,
         }
     }
@@ -166,7 +167,7 @@ impl ReadState {
 
     /// Bytes read in the current turn.
     pub fn turn_bytes(&self) -> usize {
-        self.turn_bytes
+        self.turn_bytes as usize
     }
 
     /// Performs at most one successful read into `buf` (never more than the budget left) and
@@ -181,7 +182,7 @@ impl ReadState {
         if !self.readable {
             return Step::Drained;
         }
-        let left = self.budget.saturating_sub(self.turn_bytes);
+        let left = self.budget.saturating_sub(self.turn_bytes) as usize;
         if left == 0 {
             return Step::Yield;
         }
@@ -199,7 +200,7 @@ impl ReadState {
                 }
                 Ok(n) => {
                     let n = n.min(want);
-                    self.turn_bytes += n;
+                    self.turn_bytes += n as u32;
                     if n < want && self.short_read_drains && !self.hup && !self.urgent {
                         self.readable = false;
                     }

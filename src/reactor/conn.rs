@@ -46,7 +46,10 @@ pub(crate) const PAUSE_CLOSING: u8 = 8;
 #[derive(Default)]
 pub(crate) struct OutQueue {
     head: Option<Bytes>,
-    rest: VecDeque<Bytes>,
+    /// Boxed: most connections never queue a second buffer, and this keeps them small (an
+    /// empty `VecDeque` alone is 32 bytes in every connection).
+    #[allow(clippy::box_collection)]
+    rest: Option<Box<VecDeque<Bytes>>>,
 }
 
 impl OutQueue {
@@ -58,7 +61,9 @@ impl OutQueue {
         if self.head.is_none() {
             self.head = Some(msg);
         } else {
-            self.rest.push_back(msg);
+            self.rest
+                .get_or_insert_with(Default::default)
+                .push_back(msg);
         }
     }
 
@@ -67,16 +72,51 @@ impl OutQueue {
     }
 
     fn pop_front(&mut self) {
-        self.head = self.rest.pop_front();
+        self.head = self.rest.as_mut().and_then(|r| r.pop_front());
     }
 
     fn iter(&self) -> impl Iterator<Item = &Bytes> {
-        self.head.iter().chain(self.rest.iter())
+        self.head
+            .iter()
+            .chain(self.rest.iter().flat_map(|r| r.iter()))
     }
 
     pub(crate) fn clear(&mut self) {
         self.head = None;
-        self.rest = VecDeque::new();
+        self.rest = None;
+    }
+}
+
+/// Why a connection is closing once its output is written: a [`CloseReason`] without the
+/// error payload (a close with output to write never comes from an error), in one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closing {
+    PeerClosed,
+    Reset,
+    Local,
+    Shutdown,
+    TimedOut,
+}
+
+impl Closing {
+    pub(crate) fn of(reason: &CloseReason) -> Closing {
+        match reason {
+            CloseReason::PeerClosed => Closing::PeerClosed,
+            CloseReason::Reset => Closing::Reset,
+            CloseReason::Local | CloseReason::Error(_) => Closing::Local,
+            CloseReason::Shutdown => Closing::Shutdown,
+            CloseReason::TimedOut => Closing::TimedOut,
+        }
+    }
+
+    pub(crate) fn reason(self) -> CloseReason {
+        match self {
+            Closing::PeerClosed => CloseReason::PeerClosed,
+            Closing::Reset => CloseReason::Reset,
+            Closing::Local => CloseReason::Local,
+            Closing::Shutdown => CloseReason::Shutdown,
+            Closing::TimedOut => CloseReason::TimedOut,
+        }
     }
 }
 
@@ -108,6 +148,9 @@ pub(crate) struct Extra {
     pub(crate) encoder: Option<Box<dyn crate::codec::Encoder>>,
     /// This connection's own timeouts, once one was overridden (else the server's).
     pub(crate) timeouts: Option<crate::config::Timeouts>,
+    /// When the user timer fires (reactor milliseconds); 0 if none is set. Here rather than
+    /// in [`Conn`], which every connection pays for.
+    pub(crate) timer_at: u64,
 }
 
 /// A decoder and the bytes it has not turned into frames yet.
@@ -118,7 +161,8 @@ pub(crate) struct Framer {
 
 pub(crate) struct Conn {
     pub(crate) fd: OwnedFd,
-    pub(crate) face: usize,
+    /// Index of the face (`server::CALLBACK_FACE` or `ASYNC_FACE`); see [`Conn::face`].
+    face: u8,
     pub(crate) read: ReadState,
     pub(crate) out: OutQueue,
     /// Bytes in `out`.
@@ -127,7 +171,7 @@ pub(crate) struct Conn {
     pub(crate) in_dirty: bool,
     pub(crate) in_ready: bool,
     /// Close once `out` is written, for this reason.
-    pub(crate) closing: Option<CloseReason>,
+    pub(crate) closing: Option<Closing>,
     /// `shutdown(SHUT_WR)` once `out` is written.
     pub(crate) shut_wr_pending: bool,
     pub(crate) wr_shut: bool,
@@ -148,8 +192,6 @@ pub(crate) struct Conn {
     pub(crate) unacked_at_progress: u32,
     /// The tick of this connection's live timer-wheel entry; 0 if none.
     pub(crate) wheel_at: u64,
-    /// When the user timer fires (reactor milliseconds); 0 if none is set.
-    pub(crate) timer_at: u64,
     pub(crate) extra: Option<Box<Extra>>,
 }
 
@@ -157,7 +199,7 @@ impl Conn {
     pub(crate) fn new(fd: OwnedFd, face: usize, read: ReadState, now_ms: u64) -> Conn {
         Conn {
             fd,
-            face,
+            face: face as u8,
             read,
             out: OutQueue::default(),
             out_bytes: 0,
@@ -175,9 +217,18 @@ impl Conn {
             progress_ms: 0,
             unacked_at_progress: 0,
             wheel_at: 0,
-            timer_at: 0,
             extra: None,
         }
+    }
+
+    /// When the user timer fires (reactor milliseconds); 0 if none is set.
+    pub(crate) fn timer_at(&self) -> u64 {
+        self.extra.as_ref().map_or(0, |e| e.timer_at)
+    }
+
+    /// Index of the connection's face.
+    pub(crate) fn face(&self) -> usize {
+        self.face as usize
     }
 
     pub(crate) fn extra(&mut self) -> &mut Extra {
@@ -299,16 +350,15 @@ impl Conn {
 }
 
 #[cfg(test)]
-mod size_probe {
+mod tests {
+    /// The per-connection memory budget of the callback face (issue 8: at most 128 B per idle
+    /// connection): the slot is the generation (8 B) and this. A new field must find room.
     #[test]
-    fn print_sizes() {
-        eprintln!(
-            "Conn {} ReadState {} OutQueue {} CloseReason {} Option<CloseReason> {}",
-            std::mem::size_of::<super::Conn>(),
-            std::mem::size_of::<crate::read_path::ReadState>(),
-            std::mem::size_of::<super::OutQueue>(),
-            std::mem::size_of::<crate::error::CloseReason>(),
-            std::mem::size_of::<Option<crate::error::CloseReason>>(),
+    fn a_connection_fits_in_120_bytes() {
+        assert!(
+            std::mem::size_of::<super::Conn>() <= 120,
+            "Conn is {} bytes",
+            std::mem::size_of::<super::Conn>()
         );
     }
 }

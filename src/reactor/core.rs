@@ -21,7 +21,7 @@
 //! deadline: idle, first byte, write stall, close linger, user timer. Reads only store a time
 //! stamp; the entry re-checks every deadline when it comes due.
 
-use super::conn::{Conn, PAUSE_CLOSING, PAUSE_CONSUMER, PAUSE_OUTPUT};
+use super::conn::{Closing, Conn, PAUSE_CLOSING, PAUSE_CONSUMER, PAUSE_OUTPUT};
 use super::wheel::Wheel;
 use crate::addr::Address;
 use crate::config::{Config, Timeouts};
@@ -380,7 +380,7 @@ impl Core {
                 CloseReason::Local if conn.read.is_finished() => CloseReason::PeerClosed,
                 other => other,
             };
-            conn.closing = Some(reason);
+            conn.closing = Some(Closing::of(&reason));
         }
         conn.read.pause(PAUSE_CLOSING);
         if let Some(s) = conn.shared() {
@@ -477,7 +477,7 @@ impl Core {
             shared_state = extra.shared.take();
             parked = std::mem::take(&mut extra.parked);
         }
-        let face = conn.face;
+        let face = conn.face();
         // Closing the fd also removes it from the epoll set: it is never dup'ed.
         drop(conn);
         self.closed.push(Closed {
@@ -582,7 +582,9 @@ impl Core {
             }
         }
         if matches!(due, Due::Timer) {
-            conn.timer_at = 0;
+            if let Some(extra) = conn.extra.as_mut() {
+                extra.timer_at = 0;
+            }
         }
         Some(due)
     }
@@ -591,10 +593,13 @@ impl Core {
     pub(crate) fn set_timer(&mut self, id: ConnId, after: Option<std::time::Duration>) {
         let now = self.now_ms;
         let Some(conn) = self.get_mut(id) else { return };
-        conn.timer_at = match after {
+        let at = match after {
             Some(d) => now + (d.as_millis().min(u64::MAX as u128 / 2) as u64).max(1),
             None => 0,
         };
+        if at != 0 || conn.timer_at() != 0 {
+            conn.extra().timer_at = at;
+        }
         self.arm(id);
     }
 
@@ -630,8 +635,8 @@ impl Core {
             // Nothing can be written yet; the connect's completion marks the connection dirty
             // again. A close with nothing queued cancels the connect.
             if conn.out.is_empty() {
-                if let Some(reason) = conn.closing.take() {
-                    self.abort(id, reason);
+                if let Some(closing) = conn.closing.take() {
+                    self.abort(id, closing.reason());
                 }
             }
             return;
@@ -653,7 +658,10 @@ impl Core {
         if conn.out.is_empty() {
             conn.progress_ms = 0;
             if conn.closing.is_some() {
-                let reason = conn.closing.take().unwrap_or(CloseReason::Local);
+                let reason = conn
+                    .closing
+                    .take()
+                    .map_or(CloseReason::Local, Closing::reason);
                 self.abort(id, reason);
                 return;
             }
@@ -767,8 +775,8 @@ fn next_deadline(conn: &Conn, defaults: &Timeouts, linger_ms: u64) -> Option<(u6
             best = Some((at, due));
         }
     };
-    if conn.timer_at != 0 {
-        consider(conn.timer_at, Due::Timer);
+    if conn.timer_at() != 0 {
+        consider(conn.timer_at(), Due::Timer);
     }
     if conn.connecting {
         // `last_in_ms` is when the connect started.

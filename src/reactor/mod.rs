@@ -23,7 +23,7 @@ mod wheel;
 
 use self::accept::Listener;
 use self::conn::SocketSource;
-pub(crate) use self::conn::{Conn, Extra, Framer, PAUSE_CONSUMER, PAUSE_USER};
+pub(crate) use self::conn::{Closing, Conn, Extra, Framer, PAUSE_CONSUMER, PAUSE_USER};
 use self::core::Due;
 pub(crate) use self::core::{Closed, Core};
 use crate::addr::Address;
@@ -282,7 +282,7 @@ impl Reactor {
             match self.core.check_due(id, tick) {
                 None => {}
                 Some(Due::Timer) => {
-                    let Some(face) = self.core.get(id).map(|c| c.face) else {
+                    let Some(face) = self.core.get(id).map(|c| c.face()) else {
                         continue;
                     };
                     self.faces[face].timer(&mut self.core, id);
@@ -294,7 +294,7 @@ impl Reactor {
                     let stopping = self
                         .core
                         .get(id)
-                        .is_some_and(|c| matches!(c.closing, Some(CloseReason::Shutdown)));
+                        .is_some_and(|c| matches!(c.closing, Some(Closing::Shutdown)));
                     let reason = if stopping {
                         CloseReason::Shutdown
                     } else {
@@ -455,7 +455,7 @@ impl Reactor {
         } else {
             None
         };
-        let face = conn.face;
+        let face = conn.face();
         self.core.shared.counters.connected();
         if !self.core.stopping {
             // Idle and other timeouts start now.
@@ -571,7 +571,7 @@ impl Reactor {
             let Some(conn) = self.core.get_mut(id) else {
                 return false;
             };
-            let face = conn.face;
+            let face = conn.face();
             let rejected = if conn.has_parked() {
                 Some(frame)
             } else {
@@ -613,7 +613,7 @@ impl Reactor {
                 .core
                 .get(id)
                 .filter(|c| !c.has_parked())
-                .map(|c| c.face)
+                .map(|c| c.face())
             {
                 self.faces[face].read_finished(&mut self.core, id);
             }
@@ -708,7 +708,7 @@ impl Reactor {
         if !conn.has_parked() {
             if conn.read.is_finished() && conn.closing.is_none() {
                 // End of file came while frames were parked; report it now that they are delivered.
-                let face = conn.face;
+                let face = conn.face();
                 self.faces[face].read_finished(&mut self.core, id);
             } else {
                 self.core.resume_reading(id, PAUSE_CONSUMER);
@@ -731,7 +731,7 @@ impl Reactor {
             }
             let drained = std::mem::take(&mut self.core.drained);
             for id in drained {
-                if let Some(face) = self.core.get(id).map(|c| c.face) {
+                if let Some(face) = self.core.get(id).map(|c| c.face()) {
                     self.faces[face].drained(&mut self.core, id);
                 }
             }
