@@ -19,10 +19,11 @@
 //! Redis's own request parser, inline and multibulk, with its limits: an argument of at most
 //! `--proto-max-bulk-len` bytes (512 MiB by default), an inline request or a length line of at
 //! most 64 KiB, a request of at most 1 GiB in all. A protocol error is answered as Redis answers
-//! it, and the connection closes once the answer is written. Each request is one frame; its
-//! arguments are read in place, as slices of that frame. Pipelined replies are queued in order
-//! and leave in one `sendmsg` per loop turn. Keys expire lazily when touched; `DBSIZE` and every
-//! 1024 commands drop the expired ones.
+//! it, and the connection closes once the answer is written. Each request is one frame; a
+//! multibulk request's arguments are read in place, as slices of that frame, an inline one's
+//! are unquoted into a buffer reused from request to request, so reading a request allocates
+//! nothing. Pipelined replies are queued in order and leave in one `sendmsg` per loop turn. Keys
+//! expire lazily when touched; `DBSIZE` and every 1024 commands drop the expired ones.
 
 use bytes::{Buf, BufMut, BytesMut};
 use epoll_server::codec::{Decoder, Framing, Raw};
@@ -106,10 +107,15 @@ fn usage(problem: &str) -> ! {
 ///
 /// ```text
 /// "*"...   multibulk: *N\r\n then N times $LEN\r\n DATA xx   -> frame: the request as it came
-/// else     inline:    words up to \n (quotes as redis-cli)     -> frame: re-encoded as multibulk
-/// *0, *-1, an empty line: consumed, no frame (Redis ignores them)
-/// a protocol error: a frame "-ERR Protocol error: ...\r\n", then every later byte is dropped
+/// else     inline:    words up to \n (quotes as redis-cli)     -> frame: the line, without \r\n
+/// *0, *-1, a blank line: consumed, no frame (Redis ignores them)
+/// a protocol error: a frame "*-ERR Protocol error: ...\r\n", then every later byte is dropped
 /// ```
+///
+/// A frame's first byte tells the three apart: an inline line never starts with `*`, and a
+/// multibulk frame's count is at least 1, so `*-` starts only an error. The inline line is split
+/// into arguments by the handler ([`read_request`]), which also finds unbalanced quotes: no copy
+/// of the request is made.
 ///
 /// Like Redis, the two bytes after an argument are skipped unread, a length line ends at the
 /// first `\r` and a NUL before it hides the end (Redis searches with `strchr`).
@@ -191,22 +197,14 @@ impl RequestDecoder {
         if end > INLINE_MAX {
             return too_big();
         }
-        let Some(args) = split_args(&buf[..end]) else {
-            return Step::ProtocolError("unbalanced quotes in request".into());
-        };
-        buf.advance(newline + 1);
-        if args.is_empty() {
+        // Blanks alone split into no arguments: no request.
+        if buf[..end].iter().all(|&b| is_space(b)) {
+            buf.advance(newline + 1);
             return Step::Skip;
         }
-        let mut frame =
-            BytesMut::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
-        push_line(&mut frame, b'*', args.len() as i64);
-        for arg in &args {
-            push_line(&mut frame, b'$', arg.len() as i64);
-            frame.extend_from_slice(arg);
-            frame.extend_from_slice(b"\r\n");
-        }
-        Step::Frame(frame.freeze())
+        let mut line = buf.split_to(newline + 1);
+        line.truncate(end);
+        Step::Frame(line.freeze())
     }
 
     fn multibulk(&mut self, buf: &mut BytesMut) -> Step {
@@ -315,7 +313,9 @@ impl Decoder for RequestDecoder {
                 Step::ProtocolError(msg) => {
                     self.failed = true;
                     buf.clear();
-                    return Ok(Some(Bytes::from(format!("-ERR Protocol error: {msg}\r\n"))));
+                    return Ok(Some(Bytes::from(format!(
+                        "*-ERR Protocol error: {msg}\r\n"
+                    ))));
                 }
             }
             self.partial = None;
@@ -339,32 +339,31 @@ impl Decoder for RequestDecoder {
 
 /// Splits an inline request into arguments like Redis's `sdssplitargs`: blanks separate them,
 /// `"..."` knows `\n`, `\r`, `\t`, `\b`, `\a`, `\xHH` and `\<any>`, `'...'` knows `\'`; a closing
-/// quote must be followed by a blank or the end. `None` for unbalanced quotes.
-fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+/// quote must be followed by a blank or the end. Appends each argument, unquoted, to `out`, and
+/// its range in `out` to `argv`; false for unbalanced quotes.
+fn split_args(line: &[u8], out: &mut Vec<u8>, argv: &mut Vec<Range<usize>>) -> bool {
     // The line is a C string to Redis: past its end reads as NUL.
     let at = |i: usize| line.get(i).copied().unwrap_or(0);
-    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
-    let mut args = Vec::new();
     let mut p = 0;
     loop {
         while at(p) != 0 && is_space(at(p)) {
             p += 1;
         }
         if at(p) == 0 {
-            return Some(args);
+            return true;
         }
-        let mut arg = Vec::new();
+        let start = out.len();
         let (mut in_double, mut in_single, mut done) = (false, false, false);
         while !done {
             let c = at(p);
             if in_double {
-                let (h, l) = (hex_value(at(p + 2)), hex_value(at(p + 3)));
-                if c == b'\\' && at(p + 1) == b'x' && h.is_some() && l.is_some() {
-                    arg.push(h? * 16 + l?);
+                let hex = (hex_value(at(p + 2)), hex_value(at(p + 3)));
+                if let (b'\\', b'x', (Some(h), Some(l))) = (c, at(p + 1), hex) {
+                    out.push(h * 16 + l);
                     p += 3;
                 } else if c == b'\\' && at(p + 1) != 0 {
                     p += 1;
-                    arg.push(match at(p) {
+                    out.push(match at(p) {
                         b'n' => b'\n',
                         b'r' => b'\r',
                         b't' => b'\t',
@@ -374,42 +373,47 @@ fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     });
                 } else if c == b'"' {
                     if at(p + 1) != 0 && !is_space(at(p + 1)) {
-                        return None;
+                        return false;
                     }
                     done = true;
                 } else if c == 0 {
-                    return None;
+                    return false;
                 } else {
-                    arg.push(c);
+                    out.push(c);
                 }
             } else if in_single {
                 if c == b'\\' && at(p + 1) == b'\'' {
                     p += 1;
-                    arg.push(b'\'');
+                    out.push(b'\'');
                 } else if c == b'\'' {
                     if at(p + 1) != 0 && !is_space(at(p + 1)) {
-                        return None;
+                        return false;
                     }
                     done = true;
                 } else if c == 0 {
-                    return None;
+                    return false;
                 } else {
-                    arg.push(c);
+                    out.push(c);
                 }
             } else {
                 match c {
                     b' ' | b'\n' | b'\r' | b'\t' | 0 => done = true,
                     b'"' => in_double = true,
                     b'\'' => in_single = true,
-                    _ => arg.push(c),
+                    _ => out.push(c),
                 }
             }
             if at(p) != 0 {
                 p += 1;
             }
         }
-        args.push(arg);
+        argv.push(start..out.len());
     }
+}
+
+/// C's `isspace`: what separates inline arguments.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -442,8 +446,42 @@ fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
-/// Fills `argv` with the ranges of a decoded request's arguments in `frame`; false if `frame`
-/// is not one (it always is: the decoder made it).
+const UNBALANCED_QUOTES: &[u8] = b"-ERR Protocol error: unbalanced quotes in request\r\n";
+
+/// The arguments of a decoded request `frame` (see [`RequestDecoder`]): as ranges of the frame,
+/// or for an inline request, of `scratch`, where they are written unquoted. `argv` and `scratch`
+/// are reused from request to request, so that none allocates. `Err` with the reply to a
+/// protocol error, empty for a frame that is no request (none is: the decoder made it).
+fn read_request<'a>(
+    frame: &'a Bytes,
+    scratch: &'a mut Vec<u8>,
+    argv: &'a mut Vec<Range<usize>>,
+) -> Result<Args<'a>, Bytes> {
+    argv.clear();
+    let frame: &[u8] = match frame.as_ref() {
+        [b'*', b'-', ..] => return Err(frame.slice(1..)),
+        [b'*', ..] => {
+            if !parse_argv(frame, argv) {
+                return Err(Bytes::new());
+            }
+            frame
+        }
+        line => {
+            scratch.clear();
+            if !split_args(line, scratch, argv) {
+                return Err(Bytes::from_static(UNBALANCED_QUOTES));
+            }
+            scratch
+        }
+    };
+    if argv.is_empty() {
+        return Err(Bytes::new());
+    }
+    Ok(Args { frame, argv })
+}
+
+/// Fills `argv` with the ranges of a multibulk request's arguments in `frame`; false if `frame`
+/// is not one.
 fn parse_argv(frame: &[u8], argv: &mut Vec<Range<usize>>) -> bool {
     // A length line at `from` ("*N" or "$N" up to the first '\r'): its number and the offset
     // after its two line-end bytes.
@@ -774,6 +812,8 @@ impl std::ops::Index<usize> for Args<'_> {
 struct Redis {
     db: Db,
     argv: Vec<Range<usize>>,
+    /// The unquoted arguments of an inline request.
+    scratch: Vec<u8>,
     out: Out,
 }
 
@@ -782,6 +822,7 @@ impl Redis {
         Redis {
             db: Db::default(),
             argv: Vec::new(),
+            scratch: Vec::new(),
             out: Out {
                 arena: BytesMut::with_capacity(ARENA_CHUNK),
                 parts: Vec::new(),
@@ -797,20 +838,16 @@ impl Handler for Redis {
         if !ctx.is_open(conn) {
             return;
         }
-        if frame.first() == Some(&b'-') {
-            // The decoder's protocol error: answer it, then close.
-            let _ = ctx.send(conn, frame);
-            ctx.close(conn);
-            return;
-        }
-        self.argv.clear();
-        if !parse_argv(&frame, &mut self.argv) || self.argv.is_empty() {
-            ctx.close(conn);
-            return;
-        }
-        let args = Args {
-            frame: &frame,
-            argv: &self.argv,
+        let args = match read_request(&frame, &mut self.scratch, &mut self.argv) {
+            Ok(args) => args,
+            Err(reply) => {
+                // A protocol error: answer it, then close.
+                if !reply.is_empty() {
+                    let _ = ctx.send(conn, reply);
+                }
+                ctx.close(conn);
+                return;
+            }
         };
         self.db.execute(&args, &mut self.out);
         let close = std::mem::take(&mut self.out.close);
@@ -1549,7 +1586,7 @@ mod tests {
         let (whole, failed) = decode_in_pieces(input, &[]);
         assert!(!failed);
         assert_eq!(whole.len(), 5, "{whole:?}");
-        assert!(whole[4].starts_with(b"-ERR Protocol error: invalid bulk length"));
+        assert!(whole[4].starts_with(b"*-ERR Protocol error: invalid bulk length"));
         for a in 0..=input.len() {
             for b in a..=input.len() {
                 assert_eq!(
@@ -1576,13 +1613,13 @@ mod tests {
             let mut cuts: Vec<usize> = (0..3).map(|_| rng.gen_range(0..=len)).collect();
             cuts.sort_unstable();
             let (frames, _) = decode_in_pieces(&input, &cuts);
-            let mut argv = Vec::new();
+            let (mut scratch, mut argv) = (Vec::new(), Vec::new());
             for frame in &frames {
                 // Every frame is a request the handler can read, or a protocol error.
-                argv.clear();
-                assert!(
-                    frame.starts_with(b"-ERR Protocol error: ") || parse_argv(frame, &mut argv)
-                );
+                match read_request(frame, &mut scratch, &mut argv) {
+                    Ok(args) => assert!(args.len() > 0),
+                    Err(reply) => assert!(reply.starts_with(b"-ERR Protocol error: ")),
+                }
             }
         }
     }

@@ -571,6 +571,15 @@ fn inline_requests_with_quotes_and_empty_lines() {
         b"set k 'it\\'s'\r\nget k\r\n",
         b"+OK\r\n$4\r\nit's\r\n",
     );
+    // Blanks of every kind make no request; a line may start with a blank, `-` or, after a
+    // blank, `*`, and stays an inline request.
+    exchange(&mut s, b" \t\x0b\x0c\r\n  PING\r\n", b"+PONG\r\n");
+    exchange(
+        &mut s,
+        b"-ERR x\r\n *1\r\n",
+        b"-ERR unknown command '-ERR', with args beginning with: 'x' \r\n\
+          -ERR unknown command '*1', with args beginning with: \r\n",
+    );
     // A request split into single bytes decodes the same.
     for byte in b"*2\r\n$4\r\nECHO\r\n$5\r\nsplit\r\n" {
         s.write_all(&[*byte]).unwrap();
@@ -610,6 +619,11 @@ fn a_protocol_error_is_answered_then_the_connection_closes() {
             b"\"a\"b\r\n",
             b"-ERR Protocol error: unbalanced quotes in request\r\n",
         ),
+        // The requests of the same read after unbalanced quotes are not run.
+        (
+            b"PING\r\nset k 'a\r\nSET after 1\r\nPING\r\n",
+            b"+PONG\r\n-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
         // Requests before the fault are answered; those after it are not run.
         (
             b"*1\r\n$4\r\nPING\r\n*1\r\n$abc\r\n*1\r\n$4\r\nPING\r\n",
@@ -628,6 +642,7 @@ fn a_protocol_error_is_answered_then_the_connection_closes() {
     }
     let mut s = raw(example.addr);
     exchange(&mut s, b"PING\r\n", b"+PONG\r\n");
+    exchange(&mut s, b"EXISTS after\r\n", b":0\r\n");
 }
 
 /// `oversize` must make the server answer `expected` and close that connection, while another
