@@ -23,7 +23,8 @@
 //! multibulk request's arguments are read in place, as slices of that frame, an inline one's
 //! are unquoted into a buffer reused from request to request, so reading a request allocates
 //! nothing. Pipelined replies are queued in order and leave in one `sendmsg` per loop turn. Keys
-//! expire lazily when touched; `DBSIZE` and every 1024 commands drop the expired ones.
+//! expire lazily when touched; `DBSIZE` and every 1024 commands drop the expired ones. String
+//! values of up to 38 bytes are stored in their entry, without an allocation of their own.
 
 use bytes::{Buf, BufMut, BytesMut};
 use epoll_server::codec::{Decoder, Framing, Raw};
@@ -45,6 +46,9 @@ const QUERY_BUFFER_LIMIT: usize = 1 << 30;
 /// Bulk strings up to this size are copied into the reply; longer ones are queued as they are
 /// stored, without a copy.
 const COPY_MAX: usize = 4096;
+/// The longest string value stored in its entry, without an allocation of its own: as long as
+/// it leaves a string no larger than a hash, the largest value.
+const SHORT_MAX: usize = 38;
 /// The reply arena's chunk: replies are slices of one buffer, not one allocation each.
 const ARENA_CHUNK: usize = 16 * 1024;
 
@@ -592,6 +596,7 @@ impl Out {
     fn string(&mut self, s: &Str) {
         match s {
             Str::Bytes(b) => self.bulk_shared(b),
+            Str::Short(len, bytes) => self.bulk(&bytes[..usize::from(*len)]),
             Str::Int(n) => {
                 let (digits, start) = decimal(*n);
                 self.bulk(&digits[start..]);
@@ -637,18 +642,27 @@ impl Out {
 // The database.
 // ---------------------------------------------------------------------------------------------
 
-/// A string value; stored as an integer when it reads as one, as Redis does.
+/// A string value; stored as an integer when it reads as one, as Redis does, and in the entry
+/// itself when it is short.
 enum Str {
     Bytes(Bytes),
+    /// The first `.0` bytes: a value of at most [`SHORT_MAX`] bytes, without an allocation of
+    /// its own (as Redis's embedded strings).
+    Short(u8, [u8; SHORT_MAX]),
     Int(i64),
 }
 
 impl Str {
     fn from_arg(arg: &[u8]) -> Str {
-        match parse_i64(arg) {
-            Some(n) => Str::Int(n),
-            None => Str::Bytes(Bytes::copy_from_slice(arg)),
+        if let Some(n) = parse_i64(arg) {
+            return Str::Int(n);
         }
+        if arg.len() <= SHORT_MAX {
+            let mut bytes = [0; SHORT_MAX];
+            bytes[..arg.len()].copy_from_slice(arg);
+            return Str::Short(arg.len() as u8, bytes);
+        }
+        Str::Bytes(Bytes::copy_from_slice(arg))
     }
 }
 
@@ -1211,12 +1225,13 @@ fn incr_by(db: &mut Db, key: &[u8], by: i64, out: &mut Out) {
         return out.int(by);
     };
     let old = match &entry.value {
-        Value::Str(Str::Int(n)) => *n,
-        Value::Str(Str::Bytes(b)) => match parse_i64(b) {
-            Some(n) => n,
-            None => return out.raw(NOT_INTEGER),
-        },
+        Value::Str(Str::Int(n)) => Some(*n),
+        Value::Str(Str::Bytes(b)) => parse_i64(b),
+        Value::Str(Str::Short(len, bytes)) => parse_i64(&bytes[..usize::from(*len)]),
         _ => return out.raw(WRONGTYPE),
+    };
+    let Some(old) = old else {
+        return out.raw(NOT_INTEGER);
     };
     let Some(new) = old.checked_add(by) else {
         return out.err("increment or decrement would overflow");
@@ -1596,6 +1611,13 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_short_string_makes_no_value_larger() {
+        let hash = std::mem::size_of::<HashMap<Bytes, Bytes>>();
+        assert!(std::mem::size_of::<Str>() <= hash);
+        assert!(std::mem::size_of::<Value>() <= hash + 8);
     }
 
     #[test]

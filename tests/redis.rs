@@ -580,6 +580,19 @@ fn inline_requests_with_quotes_and_empty_lines() {
         b"-ERR unknown command '-ERR', with args beginning with: 'x' \r\n\
           -ERR unknown command '*1', with args beginning with: \r\n",
     );
+    // A short value, a long one and a number, each read back and counted on.
+    let long = "v".repeat(39);
+    for value in ["x".repeat(38).as_str(), &long, "41"] {
+        let set = format!("set k {value}\r\nget k\r\n");
+        let reply = format!("+OK\r\n${}\r\n{value}\r\n", value.len());
+        exchange(&mut s, set.as_bytes(), reply.as_bytes());
+    }
+    exchange(&mut s, b"incr k\r\n", b":42\r\n");
+    exchange(
+        &mut s,
+        b"set k 'abc'\r\nincr k\r\nget k\r\n",
+        b"+OK\r\n-ERR value is not an integer or out of range\r\n$3\r\nabc\r\n",
+    );
     // A request split into single bytes decodes the same.
     for byte in b"*2\r\n$4\r\nECHO\r\n$5\r\nsplit\r\n" {
         s.write_all(&[*byte]).unwrap();
