@@ -172,12 +172,18 @@ impl From<SendError> for io::Error {
 /// panic into an `io::Error` that names what panicked, so it closes one connection instead of
 /// unwinding through the reactor.
 pub(crate) fn catch_panic<R>(what: &str, f: impl FnOnce() -> R) -> io::Result<R> {
+    catch_panic_in("", what, f)
+}
+
+/// [`catch_panic`] naming the code as `prefix` then `what`: the name is only formatted if
+/// something panicked, so the callback path allocates nothing.
+pub(crate) fn catch_panic_in<R>(prefix: &str, what: &str, f: impl FnOnce() -> R) -> io::Result<R> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
         let msg = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "non-string panic payload".to_string());
-        io::Error::other(format!("{what} panicked: {msg}"))
+        io::Error::other(format!("{prefix}{what} panicked: {msg}"))
     })
 }

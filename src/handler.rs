@@ -1,7 +1,7 @@
 //! The callback face: a [`Handler`] runs on the reactor thread and acts through a [`Context`].
 
 use crate::addr::{Address, PeerCredentials};
-use crate::error::{catch_panic, CloseReason, SendError};
+use crate::error::{catch_panic_in, CloseReason, SendError};
 use crate::id::ConnId;
 use crate::reactor::{Closed, Core, Face};
 use crate::shared::{ConnHandle, ServerHandle};
@@ -339,7 +339,7 @@ impl Context<'_> {
 
 /// Runs `f` on the handler, turning a panic into an `io::Error` naming the callback.
 fn guarded<R>(what: &str, f: impl FnOnce() -> R) -> Result<R, io::Error> {
-    catch_panic(&format!("the handler's {what}"), f)
+    catch_panic_in("the handler's ", what, f)
 }
 
 /// The callback face: the reactor's events, delivered to a [`Handler`].

@@ -439,26 +439,31 @@ impl ConnShared {
             .reserve(len, bounded)
             .map_err(|kind| SendError::new(kind, msg.clone()))?;
         let end = self.enqueued_total.fetch_add(len as u64, SeqCst) + len as u64;
-        let mut pieces = match pieces {
-            None => vec![msg],
-            Some(pieces) => pieces,
-        };
+        let mut msg = msg;
+        let mut pieces = pieces;
         if before == 0 && len > 0 && self.commands_pending.load(SeqCst) == 0 {
             // Write-through: nothing is queued anywhere (not in the reactor's queue, not in
             // the command queue: both count in `queued`), and every other sender waits on
             // this lock, so writing now keeps the order. The reactor is not woken at all
             // when the kernel takes everything.
-            let written = self.write_through(&pieces);
+            let written = match pieces.as_deref() {
+                None => self.write_through(std::slice::from_ref(&msg)),
+                Some(pieces) => self.write_through(pieces),
+            };
             if written == len {
                 return Ok(end);
             }
-            advance_pieces(&mut pieces, written);
+            match pieces.as_mut() {
+                None => {
+                    let _ = msg.split_to(written);
+                }
+                Some(pieces) => advance_pieces(pieces, written),
+            }
         }
         self.remote_pending.fetch_add(1, SeqCst);
-        self.server.push(if pieces.len() == 1 {
-            Command::Send(self.id, pieces.pop().expect("one piece"))
-        } else {
-            Command::SendParts(self.id, pieces)
+        self.server.push(match pieces {
+            None => Command::Send(self.id, msg),
+            Some(pieces) => Command::SendParts(self.id, pieces),
         });
         Ok(end)
     }

@@ -208,8 +208,9 @@ impl Reactor {
         let arm = self.core.cfg.timeouts.on_open();
         let id = self.core.insert(conn);
         self.core.shared.counters.opened();
-        let events = sys::EV_IN | sys::EV_OUT | sys::EV_RDHUP | sys::EV_PRI | sys::EV_ET;
         let conn = self.core.get(id).expect("just inserted");
+        // No `EPOLLOUT` yet (see `conn`): a new socket is writable, and would report it at once.
+        let events = super::core::CONN_EVENTS;
         if let Err(e) = self.core.epoll.add(conn.fd.as_fd(), events, id.token()) {
             self.core.abort(
                 id,

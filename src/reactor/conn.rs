@@ -3,8 +3,11 @@
 //! # Write path
 //!
 //! Output is an ordered queue of [`Bytes`]; a flush writes up to [`MAX_IOV`] of them in one
-//! `sendmsg(MSG_NOSIGNAL)`. The socket is registered once for `EPOLLIN | EPOLLOUT | EPOLLET`, so
-//! nothing is re-registered per message: `writable` remembers whether the last write left room.
+//! `sendmsg(MSG_NOSIGNAL)`. The socket is registered for `EPOLLIN | EPOLLET` only, so a new
+//! connection costs no `EPOLLOUT` event; the first time a write finds the socket full,
+//! `EPOLLOUT` is added with one `EPOLL_CTL_MOD` (which reports the socket at once if it has
+//! become writable meanwhile) and stays for the connection's life, so nothing is re-registered
+//! per message: `writable` remembers whether the last write left room.
 //!
 //! ```text
 //!  writable | outcome of sendmsg               | next
@@ -151,6 +154,12 @@ pub(crate) struct Extra {
     /// When the user timer fires (reactor milliseconds); 0 if none is set. Here rather than
     /// in [`Conn`], which every connection pays for.
     pub(crate) timer_at: u64,
+    /// When the queued output last made progress, or got stuck; 0 while nothing is stuck.
+    /// Here rather than in [`Conn`]: only a connection whose output ever got stuck needs it.
+    pub(crate) progress_ms: u64,
+    /// Unacknowledged bytes in the kernel's send queue at `progress_ms`: if the peer acknowledged
+    /// some since, it is reading, and the flush is not stalled even without a new write.
+    pub(crate) unacked_at_progress: u32,
 }
 
 /// A decoder and the bytes it has not turned into frames yet.
@@ -181,15 +190,12 @@ pub(crate) struct Conn {
     pub(crate) backpressure_counted: bool,
     /// An outbound connect in progress: not readable or writable until it completes.
     pub(crate) connecting: bool,
+    /// `EPOLLOUT` is in the socket's registration (added when a write first found it full).
+    pub(crate) out_armed: bool,
     /// Output went above the high-water mark: tell the face once it drains to the low-water mark.
     pub(crate) over_high_water: bool,
     /// Reactor milliseconds (see `Core::now_ms`) of the last inbound bytes, or of the open.
     pub(crate) last_in_ms: u64,
-    /// When the queued output last made progress, or got stuck; 0 while nothing is stuck.
-    pub(crate) progress_ms: u64,
-    /// Unacknowledged bytes in the kernel's send queue at `progress_ms`: if the peer acknowledged
-    /// some since, it is reading, and the flush is not stalled even without a new write.
-    pub(crate) unacked_at_progress: u32,
     /// The tick of this connection's live timer-wheel entry; 0 if none.
     pub(crate) wheel_at: u64,
     pub(crate) extra: Option<Box<Extra>>,
@@ -212,10 +218,9 @@ impl Conn {
             got_first_byte: false,
             backpressure_counted: false,
             connecting: false,
+            out_armed: false,
             over_high_water: false,
             last_in_ms: now_ms,
-            progress_ms: 0,
-            unacked_at_progress: 0,
             wheel_at: 0,
             extra: None,
         }
@@ -315,9 +320,22 @@ impl Conn {
 
     /// Records write progress (or the moment output got stuck) at reactor time `now`.
     pub(crate) fn mark_progress(&mut self, now: u64) {
-        self.progress_ms = now;
         let unacked = sys::unacked_bytes(self.fd.as_fd()).unwrap_or(0);
-        self.unacked_at_progress = unacked.min(u32::MAX as usize) as u32;
+        let extra = self.extra();
+        extra.progress_ms = now;
+        extra.unacked_at_progress = unacked.min(u32::MAX as usize) as u32;
+    }
+
+    /// When the queued output last made progress, or got stuck; 0 while nothing is stuck.
+    pub(crate) fn progress_ms(&self) -> u64 {
+        self.extra.as_ref().map_or(0, |e| e.progress_ms)
+    }
+
+    /// Output is flowing again (or gone): no write-stall clock runs.
+    pub(crate) fn clear_progress(&mut self) {
+        if let Some(extra) = self.extra.as_mut() {
+            extra.progress_ms = 0;
+        }
     }
 
     /// Drops `n` written bytes from the front of the queue.
@@ -354,9 +372,9 @@ mod tests {
     /// The per-connection memory budget of the callback face (issue 8: at most 128 B per idle
     /// connection): the slot is the generation (8 B) and this. A new field must find room.
     #[test]
-    fn a_connection_fits_in_120_bytes() {
+    fn a_connection_fits_in_104_bytes() {
         assert!(
-            std::mem::size_of::<super::Conn>() <= 120,
+            std::mem::size_of::<super::Conn>() <= 104,
             "Conn is {} bytes",
             std::mem::size_of::<super::Conn>()
         );

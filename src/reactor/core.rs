@@ -39,6 +39,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// A connection's epoll registration, without and with `EPOLLOUT`.
+pub(crate) const CONN_EVENTS: u32 = sys::EV_IN | sys::EV_RDHUP | sys::EV_PRI | sys::EV_ET;
+pub(crate) const CONN_EVENTS_OUT: u32 = CONN_EVENTS | sys::EV_OUT;
+
 struct Slot {
     generation: u64,
     conn: Option<Conn>,
@@ -94,6 +98,8 @@ pub(crate) struct Core {
     pub(crate) now_ms: u64,
     /// Commands taken early (see `send`) that are not sends: run in the next `run_commands`.
     pub(crate) deferred: Vec<Command>,
+    /// The encoder's output buffer for reactor-side sends, kept to reuse its allocation.
+    pieces: Vec<Bytes>,
 }
 
 impl Core {
@@ -115,6 +121,7 @@ impl Core {
             epoch: Instant::now(),
             now_ms: 1,
             deferred: Vec::new(),
+            pieces: Vec::new(),
         }
     }
 
@@ -231,6 +238,20 @@ impl Core {
     /// sends are taken first (under the output lock, which senders hold until their command is
     /// queued; other commands wait in `deferred` for this turn's `run_commands`).
     pub(crate) fn send(&mut self, id: ConnId, msg: Bytes) -> Result<(), SendError> {
+        // The encoder's output buffer is reused, so a send through a framing allocates nothing.
+        let mut pieces = std::mem::take(&mut self.pieces);
+        let sent = self.send_with(id, msg, &mut pieces);
+        pieces.clear();
+        self.pieces = pieces;
+        sent
+    }
+
+    fn send_with(
+        &mut self,
+        id: ConnId,
+        msg: Bytes,
+        pieces: &mut Vec<Bytes>,
+    ) -> Result<(), SendError> {
         let (hard, high, pause) = (
             self.cfg.out_hard_limit,
             self.cfg.out_high_water,
@@ -259,10 +280,9 @@ impl Core {
             Some(locked) => locked.as_mut(),
             None => conn.extra.as_mut().and_then(|x| x.encoder.as_mut()),
         };
-        let mut pieces: Vec<Bytes> = Vec::new();
         let len = match encoder {
             None => msg.len(),
-            Some(encoder) => match encode_guarded(id, &mut **encoder, &msg, &mut pieces) {
+            Some(encoder) => match encode_guarded(id, &mut **encoder, &msg, pieces) {
                 Ok(len) => len,
                 Err(EncodeFailure::Refused(e)) => return Err(SendError::invalid(msg, e)),
                 Err(EncodeFailure::Panicked(e)) => {
@@ -280,7 +300,7 @@ impl Core {
         if pieces.is_empty() {
             conn.push_out(msg);
         } else {
-            for piece in pieces {
+            for piece in pieces.drain(..) {
                 conn.push_out(piece);
             }
         }
@@ -574,9 +594,10 @@ impl Core {
             // reading (a full send buffer only signals writable again once a third of it is
             // free), so the flush is slow, not stalled.
             let unacked = sys::unacked_bytes(conn.fd.as_fd()).unwrap_or(usize::MAX);
-            if unacked < conn.unacked_at_progress as usize {
-                conn.progress_ms = now;
-                conn.unacked_at_progress = unacked as u32;
+            let extra = conn.extra();
+            if unacked < extra.unacked_at_progress as usize {
+                extra.progress_ms = now;
+                extra.unacked_at_progress = unacked as u32;
                 self.arm(id);
                 return None;
             }
@@ -649,6 +670,18 @@ impl Core {
                 return;
             }
         };
+        if !conn.writable && !conn.out_armed {
+            // The socket is full for the first time: from now on, tell us when it has room.
+            conn.out_armed = true;
+            let conn = self.get(id).expect("looked up above");
+            let armed = self
+                .epoll
+                .modify(conn.fd.as_fd(), CONN_EVENTS_OUT, id.token());
+            if let Err(e) = armed {
+                self.abort(id, CloseReason::Error(e));
+                return;
+            }
+        }
         if written > 0 {
             let counters = &self.shared.counters;
             crate::stats::add(&counters.bytes_written, written as u64);
@@ -656,7 +689,7 @@ impl Core {
         }
         let Some(conn) = self.get_mut(id) else { return };
         if conn.out.is_empty() {
-            conn.progress_ms = 0;
+            conn.clear_progress();
             if conn.closing.is_some() {
                 let reason = conn
                     .closing
@@ -675,7 +708,7 @@ impl Core {
         } else {
             // Stuck output: the write-stall and linger clocks run from the last progress
             // (`arm` files the connection only if one of them applies).
-            if written > 0 || conn.progress_ms == 0 {
+            if written > 0 || conn.progress_ms() == 0 {
                 conn.mark_progress(now);
             }
             self.arm(id);
@@ -722,6 +755,8 @@ impl Core {
         );
         conn.connecting = true;
         conn.writable = false;
+        // Completion is reported as writability.
+        conn.out_armed = true;
         // The first-byte timeout is for clients that open and say nothing; not for upstreams.
         conn.got_first_byte = true;
         conn.extra().connect_to = Some(addr.clone());
@@ -730,9 +765,8 @@ impl Core {
             self.abort(id, CloseReason::Error(e));
             return Ok(id);
         }
-        let events = sys::EV_IN | sys::EV_OUT | sys::EV_RDHUP | sys::EV_PRI | sys::EV_ET;
         let conn = self.get(id).expect("just inserted");
-        if let Err(e) = self.epoll.add(conn.fd.as_fd(), events, id.token()) {
+        if let Err(e) = self.epoll.add(conn.fd.as_fd(), CONN_EVENTS_OUT, id.token()) {
             self.abort(id, CloseReason::Error(e));
             return Ok(id);
         }
@@ -795,14 +829,14 @@ fn next_deadline(conn: &Conn, defaults: &Timeouts, linger_ms: u64) -> Option<(u6
             consider(conn.last_in_ms + idle, Due::TimedOut { reset: false });
         }
     }
-    if conn.progress_ms != 0 && !conn.out.is_empty() {
+    if conn.progress_ms() != 0 && !conn.out.is_empty() {
         let stall = if conn.closing.is_some() {
             Some(t.write_stall.unwrap_or(linger_ms))
         } else {
             t.write_stall
         };
         if let Some(stall) = stall {
-            consider(conn.progress_ms + stall, Due::TimedOut { reset: true });
+            consider(conn.progress_ms() + stall, Due::TimedOut { reset: true });
         }
     }
     best
