@@ -373,10 +373,18 @@ impl Builder {
     }
 
     /// The `epoll_wait` event buffer: `initial` entries (default 4096), doubled each time a wait
-    /// fills it up to `max` (default 65536), halved back after 10 s without such load.
+    /// fills it up to `max` (default 65536), halved back after each 10 s without such load
+    /// (an idle server wakes up for that, so it gives the memory back).
     pub fn event_capacity(mut self, initial: usize, max: usize) -> Builder {
         self.cfg.events_initial = initial.max(1);
         self.cfg.events_max = max.max(self.cfg.events_initial);
+        self
+    }
+
+    /// Test hook: the quiet time after which a grown event buffer is halved (default 10 s).
+    #[doc(hidden)]
+    pub fn event_shrink_after(mut self, quiet: Duration) -> Builder {
+        self.cfg.events_shrink_after = quiet.max(Duration::from_millis(1));
         self
     }
 

@@ -158,3 +158,34 @@ fn a_lagging_async_consumer_counts_as_backpressure() {
     assert_eq!((s.closed.total(), s.closed.local), (1, 1));
     running.stop_and_join().unwrap();
 }
+
+#[test]
+fn an_idle_server_gives_back_its_grown_event_buffer() {
+    // Regression: the buffer was only halved when a later wait returned, so a server that went
+    // fully idle after a burst kept the grown buffer for as long as it stayed idle.
+    let (handler, _events) = Recorder::echo();
+    let server = common::spawn(
+        Builder::new()
+            .event_capacity(4, 1024)
+            .event_shrink_after(Duration::from_millis(100)),
+        handler.quiet(),
+    );
+    let handle = server.handle();
+    // A burst: 64 connections, each with a message waiting, fill the 4-entry buffer.
+    let mut clients: Vec<_> = (0..64).map(|_| connect(server.local_addr())).collect();
+    for c in clients.iter_mut() {
+        c.write_all(b"x").unwrap();
+    }
+    for c in clients.iter_mut() {
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+    }
+    let grown = stats_when(&handle, "after the burst", |s| s.bytes_written == 64);
+    assert!(
+        grown.event_buffer > 4,
+        "the burst did not grow the buffer: {grown:?}"
+    );
+    // Then nothing at all happens: the buffer must come back to its initial size.
+    stats_when(&handle, "while idle", |s| s.event_buffer == 4);
+    drop(clients);
+}

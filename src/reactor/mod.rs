@@ -327,6 +327,12 @@ impl Reactor {
         // While stopping, the idle tick does not fire, so it must not shorten the wait either
         // (a tick time in the past would make every wait return at once: a spin).
         let mut next: Option<Instant> = self.next_tick.filter(|_| !self.core.stopping);
+        if self.events.len() > self.core.cfg.events_initial {
+            // A grown event buffer shrinks after a quiet period: wake up for it even when
+            // nothing else would, so an idle server gives the memory back.
+            let at = self.last_busy + self.core.cfg.events_shrink_after;
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
         for l in self.listeners.iter().flatten() {
             if let Some(at) = l.retry_at {
                 next = Some(next.map_or(at, |n| n.min(at)));
