@@ -4,10 +4,14 @@
 //! # Threading model
 //!
 //! A server is one reactor thread (or the thread that calls [`Server::run`]) that owns every
-//! socket: the listeners, each accepted connection, an eventfd for wake-ups. It does every system
-//! call: `accept4`, `recv`, `sendmsg`, `close`. Other threads never touch a socket: they talk to the
-//! reactor through handles ([`ServerHandle`], [`ConnHandle`]), whose requests go through one
-//! queue and one eventfd, with wake-ups coalesced.
+//! socket: the listeners, each accepted or outbound connection, an eventfd for wake-ups. It
+//! accepts, connects, reads, and closes. Other threads talk to the reactor through handles
+//! ([`ServerHandle`], [`ConnHandle`]) and the async halves, whose requests go through one queue
+//! and one eventfd, with wake-ups coalesced. The one thing another thread does on a socket is
+//! *write-through*: a send that finds nothing queued for its connection is written at once
+//! from the sending thread, with one non-blocking `sendmsg` under the connection's output lock,
+//! and only what the kernel does not take is queued for the reactor. The reactor revokes that
+//! access, under the same lock, before it closes the socket.
 //!
 //! # Who owns what
 //!
