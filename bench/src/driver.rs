@@ -87,26 +87,36 @@ impl Server {
 
     /// Sends SIGTERM and waits (up to 5 s) for exit status 0.
     pub fn stop(mut self) -> Result<(), String> {
-        let mut child = self.child.take().expect("server not yet stopped");
-        let _ = sys::kill(self.pid, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) if status.success() => return Ok(()),
-                Ok(Some(status)) => {
-                    return Err(format!(
-                        "{}: exited with {status} on SIGTERM, expected 0",
-                        self.name
-                    ))
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!("{}: did not exit within 5 s of SIGTERM", self.name));
-                }
+        let child = self.child.take().expect("server not yet stopped");
+        let status = terminate(child, self.pid, &self.name)?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: exited with {status} on SIGTERM, expected 0",
+                self.name
+            ))
+        }
+    }
+}
+
+/// Sends SIGTERM to `child` (process `pid`, called `name` in errors) and waits up to 5 s for
+/// it to exit; kills it if it does not.
+pub fn terminate(
+    mut child: Child,
+    pid: u32,
+    name: &str,
+) -> Result<std::process::ExitStatus, String> {
+    let _ = sys::kill(pid, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{name}: did not exit within 5 s of SIGTERM"));
             }
         }
     }

@@ -98,35 +98,21 @@ impl Epoll {
 
     /// `epoll_ctl(EPOLL_CTL_ADD)` with `token` as the event's data.
     pub(crate) fn add(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events, u64: token };
-        // SAFETY: both fds are open for the duration of the call; `ev` is a valid epoll_event.
-        cvt(unsafe {
-            libc::epoll_ctl(
-                self.fd.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                fd.as_raw_fd(),
-                &mut ev,
-            )
-        })
-        .map(drop)
-        .map_err(|e| context(e, "epoll_ctl(ADD)"))
+        self.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
+            .map_err(|e| context(e, "epoll_ctl(ADD)"))
     }
 
     /// `epoll_ctl(EPOLL_CTL_MOD)`: replaces the registered events of `fd`. The kernel checks the
     /// new set's readiness at once, so an edge that came before the call is not lost.
     pub(crate) fn modify(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, events, token)
+            .map_err(|e| context(e, "epoll_ctl(MOD)"))
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: both fds are open for the duration of the call; `ev` is a valid epoll_event.
-        cvt(unsafe {
-            libc::epoll_ctl(
-                self.fd.as_raw_fd(),
-                libc::EPOLL_CTL_MOD,
-                fd.as_raw_fd(),
-                &mut ev,
-            )
-        })
-        .map(drop)
-        .map_err(|e| context(e, "epoll_ctl(MOD)"))
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd.as_raw_fd(), &mut ev) }).map(drop)
     }
 
     /// `epoll_wait`: fills `events`, returns how many are valid. `EINTR` is returned as 0 events.

@@ -290,22 +290,8 @@ impl Peer {
 
     /// Sends SIGTERM and waits up to 5 s for it to exit (then kills it).
     pub fn stop(mut self) -> Result<(), String> {
-        let mut child = self.child.take().expect("peer not yet stopped");
-        let _ = crate::sys::kill(self.pid, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => return Ok(()),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!("{}: did not exit within 5 s of SIGTERM", self.name));
-                }
-            }
-        }
+        let child = self.child.take().expect("peer not yet stopped");
+        crate::driver::terminate(child, self.pid, &self.name).map(drop)
     }
 }
 
