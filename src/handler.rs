@@ -420,7 +420,7 @@ impl Face for CallbackFace {
     fn closed(&mut self, core: &mut Core, closed: Closed) {
         let id = closed.id;
         if let Some(to) = &closed.connect_to {
-            let err = crate::async_face::connect_error(to, closed.reason);
+            let err = crate::reactor::connect_error(to, closed.reason);
             self.run(core, None, "on_connect_failed", |h, ctx| {
                 h.on_connect_failed(ctx, id, err)
             });

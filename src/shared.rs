@@ -473,9 +473,9 @@ impl ConnShared {
     /// the rest (after a partial write, `EAGAIN`, an error, or a revoked socket) for the
     /// reactor, which then writes it, or meets the error and closes the connection.
     fn write_through(&self, pieces: &[Bytes]) -> usize {
-        const MAX: usize = 64;
-        let mut iov = [std::io::IoSlice::new(&[]); MAX];
-        let count = pieces.len().min(MAX);
+        use crate::reactor::MAX_IOV;
+        let mut iov = [std::io::IoSlice::new(&[]); MAX_IOV];
+        let count = pieces.len().min(MAX_IOV);
         for (slot, piece) in iov.iter_mut().zip(pieces) {
             *slot = std::io::IoSlice::new(piece);
         }

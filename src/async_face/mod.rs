@@ -324,28 +324,6 @@ impl AsyncFace {
     }
 }
 
-/// The error a failed connect reports, from how its connection ended.
-pub(crate) fn connect_error(to: &Address, reason: CloseReason) -> io::Error {
-    match reason {
-        CloseReason::Error(e) => e,
-        CloseReason::TimedOut => {
-            io::Error::new(io::ErrorKind::TimedOut, format!("connect({to}) timed out"))
-        }
-        CloseReason::Reset => io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            format!("connect({to}): connection reset"),
-        ),
-        CloseReason::Shutdown => io::Error::new(
-            io::ErrorKind::NotConnected,
-            format!("connect({to}): the server stopped"),
-        ),
-        other => io::Error::new(
-            io::ErrorKind::ConnectionAborted,
-            format!("connect({to}) abandoned: {other}"),
-        ),
-    }
-}
-
 impl Face for AsyncFace {
     fn opened(&mut self, core: &mut Core, info: ConnInfo) {
         let id = info.id;
@@ -412,7 +390,7 @@ impl Face for AsyncFace {
         let id = closed.id;
         if let Some(to) = closed.connect_to {
             if let Some(reply) = self.connects.remove(&id) {
-                let _ = reply.send(Err(connect_error(&to, closed.reason)));
+                let _ = reply.send(Err(crate::reactor::connect_error(&to, closed.reason)));
             }
             return;
         }

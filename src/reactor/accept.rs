@@ -159,11 +159,7 @@ impl Reactor {
         let mut peer_credentials = None;
         let local = match listen_addr {
             Address::Tcp(listen) => {
-                if cfg.nodelay {
-                    if let Err(e) = sys::set_nodelay(fd.as_fd(), true) {
-                        log::debug!("{e}");
-                    }
-                }
+                self.core.tune_tcp(fd.as_fd());
                 if listen.ip().is_unspecified() {
                     Address::Tcp(sys::local_addr(fd.as_fd()).unwrap_or(listen))
                 } else {

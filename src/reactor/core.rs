@@ -70,6 +70,28 @@ pub(crate) struct Closed {
     pub(crate) connect_to: Option<Address>,
 }
 
+/// The error a failed connect reports, from how its connection ended.
+pub(crate) fn connect_error(to: &Address, reason: CloseReason) -> io::Error {
+    match reason {
+        CloseReason::Error(e) => e,
+        CloseReason::TimedOut => {
+            io::Error::new(io::ErrorKind::TimedOut, format!("connect({to}) timed out"))
+        }
+        CloseReason::Reset => io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            format!("connect({to}): connection reset"),
+        ),
+        CloseReason::Shutdown => io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!("connect({to}): the server stopped"),
+        ),
+        other => io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            format!("connect({to}) abandoned: {other}"),
+        ),
+    }
+}
+
 pub(crate) struct Core {
     pub(crate) cfg: Arc<Config>,
     pub(crate) epoll: Epoll,
@@ -198,14 +220,14 @@ impl Core {
         let conn = self.get_mut(id)?;
         let queued_now = conn.out_bytes;
         let closing = conn.closing.is_some() || conn.wr_shut || conn.shut_wr_pending;
+        if let Some(s) = conn.shared() {
+            return Some(s.clone());
+        }
         let fd = crate::sys::SharedFd::default();
         if !conn.connecting {
             fd.set(conn.fd.as_fd());
         }
         let extra = conn.extra();
-        if let Some(s) = &extra.shared {
-            return Some(s.clone());
-        }
         let encoder = extra.encoder.take();
         let s = Arc::new(ConnShared {
             id,
@@ -252,11 +274,7 @@ impl Core {
         msg: Bytes,
         pieces: &mut Vec<Bytes>,
     ) -> Result<(), SendError> {
-        let (hard, high, pause) = (
-            self.cfg.out_hard_limit,
-            self.cfg.out_high_water,
-            self.cfg.pause_on_backpressure,
-        );
+        let hard = self.cfg.out_hard_limit;
         let Some(conn) = self.get_mut(id) else {
             return Err(SendError::new(SendErrorKind::Closed, msg));
         };
@@ -305,6 +323,15 @@ impl Core {
             }
         }
         drop(guard);
+        self.queued_more(id, len);
+        Ok(())
+    }
+
+    /// Connection `id` has `len` more bytes in its write queue: count them, note the high-water
+    /// mark (pausing reading if so configured) and schedule the flush.
+    fn queued_more(&mut self, id: ConnId, len: usize) {
+        let (high, pause) = (self.cfg.out_high_water, self.cfg.pause_on_backpressure);
+        let Some(conn) = self.get_mut(id) else { return };
         if conn.queued_bytes() > high {
             conn.over_high_water = true;
             if pause {
@@ -314,7 +341,6 @@ impl Core {
         self.shared.counters.queued(len);
         self.note_backpressure(id);
         self.mark_dirty(id);
-        Ok(())
     }
 
     /// Takes the command queue now, queueing the sends it holds (in order) and keeping the
@@ -412,7 +438,6 @@ impl Core {
     /// Queues buffers another thread sent. They are taken even while the connection is
     /// closing: they were sent before the close was seen, and a graceful close writes them.
     pub(crate) fn push_remote(&mut self, id: ConnId, pieces: impl IntoIterator<Item = Bytes>) {
-        let (high, pause) = (self.cfg.out_high_water, self.cfg.pause_on_backpressure);
         let Some(conn) = self.get_mut(id) else { return };
         if let Some(s) = conn.shared() {
             s.remote_pending.fetch_sub(1, SeqCst);
@@ -432,15 +457,7 @@ impl Core {
             len += piece.len();
             conn.push_remote(piece);
         }
-        if conn.queued_bytes() > high {
-            conn.over_high_water = true;
-            if pause {
-                conn.read.pause(PAUSE_OUTPUT);
-            }
-        }
-        self.shared.counters.queued(len);
-        self.note_backpressure(id);
-        self.mark_dirty(id);
+        self.queued_more(id, len);
     }
 
     /// Flush, then `shutdown(SHUT_WR)`; reading goes on.
@@ -725,6 +742,15 @@ impl Core {
         }
     }
 
+    /// Sets `TCP_NODELAY` on a new TCP connection if configured (a failure only costs latency).
+    pub(crate) fn tune_tcp(&self, fd: std::os::fd::BorrowedFd<'_>) {
+        if self.cfg.nodelay {
+            if let Err(e) = sys::set_nodelay(fd, true) {
+                log::debug!("{e}");
+            }
+        }
+    }
+
     /// Starts an outbound connection to `addr` for `face`; completion (or failure) is reported
     /// to the face later. `Err` only if no connection could be started at all.
     pub(crate) fn connect(&mut self, addr: &Address, face: usize) -> io::Result<ConnId> {
@@ -742,10 +768,8 @@ impl Core {
         }
         let (fd, failed) =
             sys::connect(addr).map_err(|e| sys::context(e, &format!("connect({addr})")))?;
-        if addr.as_tcp().is_some() && self.cfg.nodelay {
-            if let Err(e) = sys::set_nodelay(fd.as_fd(), true) {
-                log::debug!("{e}");
-            }
+        if addr.as_tcp().is_some() {
+            self.tune_tcp(fd.as_fd());
         }
         let mut conn = Conn::new(
             fd,

@@ -23,9 +23,9 @@ mod wheel;
 
 use self::accept::Listener;
 use self::conn::SocketSource;
-pub(crate) use self::conn::{Closing, Conn, Extra, Framer, PAUSE_CONSUMER, PAUSE_USER};
+pub(crate) use self::conn::{Closing, Conn, Extra, Framer, MAX_IOV, PAUSE_CONSUMER, PAUSE_USER};
 use self::core::Due;
-pub(crate) use self::core::{Closed, Core};
+pub(crate) use self::core::{connect_error, Closed, Core};
 use crate::addr::Address;
 use crate::codec::{decode_all, decode_eof_all};
 use crate::config::Config;
