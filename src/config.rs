@@ -89,7 +89,7 @@ impl Default for Config {
             max_connections: usize::MAX,
             events_initial: 4096,
             events_max: 65536,
-            events_shrink_after: Duration::from_secs(10),
+            events_shrink_after: Duration::from_secs(1),
             tick: None,
             read_buffer: 64 * 1024,
             read_budget: 256 * 1024,

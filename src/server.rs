@@ -527,7 +527,11 @@ impl Builder {
         }
         let addresses: Vec<Address> = self.listeners.iter().map(|l| l.addr.clone()).collect();
         let addrs = addresses.iter().filter_map(Address::as_tcp).collect();
-        let shared = Arc::new(Shared::new()?);
+        let shared = Arc::new(Shared::new(crate::shared::Limits {
+            out_hard: self.cfg.out_hard_limit,
+            out_high: self.cfg.out_high_water,
+            inbound_high: self.cfg.inbound_high_water,
+        })?);
         let (async_face, incoming) = AsyncFace::new(
             shared.clone(),
             self.cfg.incoming_capacity,

@@ -16,7 +16,9 @@ use crate::id::ConnId;
 use crate::sys::EventFd;
 use bytes::Bytes;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst,
+};
 use std::sync::{Arc, Mutex};
 
 /// A request from another thread to the reactor.
@@ -69,6 +71,20 @@ pub(crate) struct Shared {
     done_rx: async_channel::Receiver<()>,
     /// What `ServerHandle::stats` reports; written by the reactor thread only.
     pub(crate) counters: crate::stats::Counters,
+    /// The per-connection queue bounds, the same for every connection (kept here rather than
+    /// in each connection's shared state).
+    pub(crate) limits: Limits,
+}
+
+/// Queue bounds of every connection of a server, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Queued output past which sends are refused.
+    pub(crate) out_hard: usize,
+    /// Queued output past which a sink's `poll_ready` waits.
+    pub(crate) out_high: usize,
+    /// Inbound bytes delivered and not yet taken past which the reactor stops reading.
+    pub(crate) inbound_high: usize,
 }
 
 impl fmt::Debug for Shared {
@@ -81,7 +97,7 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub(crate) fn new() -> std::io::Result<Shared> {
+    pub(crate) fn new(limits: Limits) -> std::io::Result<Shared> {
         let (commands_tx, commands_rx) = async_channel::unbounded();
         let (done_tx, done_rx) = async_channel::bounded(1);
         Ok(Shared {
@@ -95,6 +111,7 @@ impl Shared {
             done_tx,
             done_rx,
             counters: Default::default(),
+            limits,
         })
     }
 
@@ -329,17 +346,18 @@ pub(crate) struct ConnShared {
     pub(crate) write_shut: AtomicBool,
     /// A send raced with the half-close and its bytes were dropped: flushing reports it.
     pub(crate) output_dropped: AtomicBool,
-    pub(crate) hard_limit: usize,
-    pub(crate) high_water: usize,
     /// Async inbound: bytes delivered to the consumer and not yet taken by it.
     pub(crate) inbound_bytes: AtomicUsize,
     /// Async inbound: the reactor stopped reading because the consumer lags (model-checked).
     pub(crate) inbound_paused: PauseFlag,
-    /// Async inbound: the error that ended the stream, yielded after the buffered items.
-    pub(crate) inbound_error: Mutex<Option<std::io::Error>>,
-    /// Async inbound: frames that were parked (the consumer lagged) when the connection
-    /// ended; yielded after the channel's items and before the error.
-    pub(crate) inbound_tail: Mutex<std::collections::VecDeque<Bytes>>,
+    /// Async inbound: the frames on their way to the consumer, then the end or the error.
+    pub(crate) inbound: crate::async_face::InboundQueue,
+    /// Async face: how many of the connection's two halves (stream and sink) are alive; the
+    /// last one dropped releases the connection.
+    pub(crate) halves: AtomicU8,
+    /// Async face: who the connection is with (kept here rather than in every `Connection`,
+    /// which lives in the executor's task).
+    pub(crate) info: Option<crate::handler::ConnInfo>,
     /// The output lock, with the framing's encoder if there is one. Every send that has a
     /// handle-visible position takes it across encoding, numbering (`enqueued_total`) *and*
     /// queueing, so (1) the pieces of one frame are never interleaved with another frame's,
@@ -348,11 +366,11 @@ pub(crate) struct ConnShared {
     /// returned earlier on another thread is already in the command queue.
     pub(crate) out_lock: Mutex<Option<Box<dyn Encoder>>>,
     /// Sends from other threads pushed onto the command queue and not yet taken by the reactor.
-    pub(crate) remote_pending: AtomicUsize,
+    pub(crate) remote_pending: AtomicU32,
     /// Handle commands other than sends (close, pause, resume, set a timeout) pushed and not
     /// yet run: while any is on its way, sends queue behind it instead of writing through, so
     /// one thread's `pause_reading(); send(x)` still reaches the peer in that order.
-    pub(crate) commands_pending: AtomicUsize,
+    pub(crate) commands_pending: AtomicU32,
     /// The socket, for write-through: a send that finds nothing queued writes it at once
     /// from its own thread (see [`ConnShared::send`]). Revoked before the reactor closes it.
     pub(crate) fd: crate::sys::SharedFd,
@@ -371,6 +389,14 @@ impl fmt::Debug for ConnShared {
 impl ConnShared {
     pub(crate) fn is_closed(&self) -> bool {
         self.state.load(SeqCst) != OPEN
+    }
+
+    /// One async half (stream or sink) was dropped: after the last one, close the connection
+    /// once its queued output is written.
+    pub(crate) fn release_half(&self) {
+        if self.halves.fetch_sub(1, SeqCst) == 1 && !self.is_closed() {
+            self.server.push(Command::Release(self.id));
+        }
     }
 
     /// Bytes still to be written: 0 once closed, since sends racing with the close may have
@@ -503,7 +529,7 @@ impl ConnShared {
     /// Counts `len` more queued bytes, or says why not. Returns the bytes queued before.
     fn reserve(&self, len: usize, bounded: bool) -> Result<usize, SendErrorKind> {
         let before = self.queued.fetch_add(len, SeqCst);
-        if bounded && before > 0 && before + len > self.hard_limit {
+        if bounded && before > 0 && before + len > self.server.limits.out_hard {
             self.queued.fetch_sub(len, SeqCst);
             return Err(SendErrorKind::Full);
         }

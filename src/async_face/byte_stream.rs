@@ -88,7 +88,6 @@ const FIRST_GATHER: usize = 4 * 1024;
 /// ```
 #[derive(Debug)]
 pub struct IoStream {
-    info: ConnInfo,
     read: IoReadHalf,
     write: IoWriteHalf,
 }
@@ -135,13 +134,8 @@ impl Connection {
     /// This connection as a byte stream for the `futures::io` traits (and, through tokio-util's
     /// `compat`, tokio's): see [`IoStream`].
     pub fn into_io(self) -> IoStream {
-        let Connection {
-            info,
-            inbound,
-            outbound,
-        } = self;
+        let Connection { inbound, outbound } = self;
         IoStream {
-            info,
             read: IoReadHalf {
                 inbound,
                 current: Bytes::new(),
@@ -158,22 +152,22 @@ impl Connection {
 impl IoStream {
     /// The connection's id.
     pub fn id(&self) -> ConnId {
-        self.info.id
+        self.info().id
     }
 
     /// Who the connection is with: addresses, and for Unix sockets the peer's credentials.
     pub fn info(&self) -> &ConnInfo {
-        &self.info
+        super::info_of(self.read.inbound.shared())
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> &Address {
-        &self.info.peer
+        &self.info().peer
     }
 
     /// The local address the peer connected to.
     pub fn local_addr(&self) -> &Address {
-        &self.info.local
+        &self.info().local
     }
 
     /// Splits into a read half and a write half, for two tasks; both are `Send`.

@@ -1,15 +1,165 @@
-//! The inbound half: a `Stream` of the buffers (or frames) the peer sent.
+//! The inbound half: a `Stream` of the buffers (or frames) the peer sent, and the one-consumer
+//! queue that carries them from the reactor.
 
-use super::Release;
 use crate::shared::{Command, ConnShared};
 use bytes::Bytes;
 use futures::Stream;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+/// Frames delivered to a consumer and not yet taken, at most (the byte bound applies too).
+pub(crate) const INBOUND_ITEMS: usize = 4;
+
+/// The queue from the reactor (one producer) to a connection's [`Inbound`] (one consumer).
+///
+/// It lives inside the connection's shared state, so an async connection's inbound side costs
+/// no allocation of its own: an idle one holds no buffer (the first frame is stored inline, a
+/// `VecDeque` is only grown by a consumer that lags), and a waiting consumer's waker is stored
+/// in place. `async-channel` was the carrier before: its channel is a 768-byte allocation at any
+/// capacity (concurrent-queue's cache-padded queue variants are inline in its enum), and a
+/// waiting receiver allocates two more event-listener nodes, so an idle connection paid about
+/// 1.1 KiB for it (docs/async-speed.md).
+///
+/// Wake-ups: the reactor takes the stored waker when it pushes, so a burst of frames in one
+/// loop turn wakes the consumer once, and a consumer that has not gone back to waiting is not
+/// woken at all. Both sides hold the lock only for a push or a pop.
+#[derive(Default)]
+pub(crate) struct InboundQueue {
+    state: Mutex<QueueState>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    /// The oldest frame, inline.
+    first: Option<Bytes>,
+    /// The frames after it (boxed: only a consumer that lags has any, and the box is 8 bytes
+    /// in every connection where a `VecDeque` would be 32).
+    #[allow(clippy::box_collection)]
+    more: Option<Box<VecDeque<Bytes>>>,
+    /// The consumer waiting for a frame or the end.
+    waker: Option<Waker>,
+    /// No more frames will come; the error (if any) is yielded after the frames.
+    ended: bool,
+    error: Option<io::Error>,
+    /// The consumer dropped its half: frames are discarded.
+    consumer_gone: bool,
+}
+
+impl QueueState {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.as_ref().map_or(0, |m| m.len())
+    }
+
+    fn push(&mut self, frame: Bytes) {
+        if self.first.is_none() {
+            // `more` is empty whenever `first` is (`pop` refills `first` from it).
+            self.first = Some(frame);
+        } else {
+            self.more
+                .get_or_insert_with(Default::default)
+                .push_back(frame);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Bytes> {
+        let frame = self.first.take()?;
+        if let Some(more) = self.more.as_mut() {
+            self.first = more.pop_front();
+            if more.is_empty() && more.capacity() > INBOUND_ITEMS {
+                // A burst (the tail of a closed connection) is over: give its room back.
+                self.more = None;
+            }
+        }
+        Some(frame)
+    }
+}
+
+impl InboundQueue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Frames waiting for the consumer.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the consumer dropped its half (frames pushed now are discarded).
+    pub(crate) fn is_consumer_gone(&self) -> bool {
+        self.lock().consumer_gone
+    }
+
+    /// Reactor side: hands `frame` to the consumer and wakes it if it waits. Returns `false`
+    /// (dropping the frame) if the consumer is gone or the stream has ended.
+    pub(crate) fn push(&self, frame: Bytes) -> bool {
+        let waker = {
+            let mut s = self.lock();
+            if s.consumer_gone || s.ended {
+                return false;
+            }
+            s.push(frame);
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// Reactor side: no more frames after `tail`; the stream yields them, then `error` (if
+    /// any), then ends. Only the first end counts.
+    pub(crate) fn end(&self, tail: impl IntoIterator<Item = Bytes>, error: Option<io::Error>) {
+        let waker = {
+            let mut s = self.lock();
+            if s.ended {
+                return;
+            }
+            s.ended = true;
+            if !s.consumer_gone {
+                for frame in tail {
+                    s.push(frame);
+                }
+                s.error = error;
+            }
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Consumer side: the next frame, the error, or the end (`None`), else registers `cx`'s
+    /// waker. The second value is the number of frames still queued.
+    fn poll_pop(&self, cx: &mut Context<'_>) -> (Poll<Option<io::Result<Bytes>>>, usize) {
+        let mut s = self.lock();
+        if let Some(frame) = s.pop() {
+            return (Poll::Ready(Some(Ok(frame))), s.len());
+        }
+        if s.ended {
+            return (Poll::Ready(s.error.take().map(Err)), 0);
+        }
+        match &s.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => s.waker = Some(cx.waker().clone()),
+        }
+        (Poll::Pending, 0)
+    }
+
+    /// Consumer side: the consumer is gone; what it did not take is dropped now.
+    fn close_consumer(&self) {
+        let mut s = self.lock();
+        s.consumer_gone = true;
+        s.first = None;
+        s.more = None;
+        s.waker = None;
+        s.error = None;
+    }
+}
 
 /// The inbound half of a [`Connection`](super::Connection): a [`Stream`] of the buffers the
 /// peer sent, in order.
@@ -19,12 +169,7 @@ use std::task::{Context, Poll};
 /// not polled the reactor stops reading the socket, so the peer feels TCP flow control, and no
 /// buffer is ever dropped.
 pub struct Inbound {
-    // Boxed so `Inbound` is `Unpin` (the receiver holds a pinned listener), as users of
-    // `StreamExt::next` expect.
-    rx: Pin<Box<async_channel::Receiver<io::Result<Bytes>>>>,
     shared: Arc<ConnShared>,
-    _release: Arc<Release>,
-    resume_below: usize,
     done: bool,
 }
 
@@ -32,39 +177,36 @@ impl fmt::Debug for Inbound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Inbound")
             .field("id", &self.shared.id)
-            .field("buffered", &self.rx.len())
+            .field("buffered", &self.shared.inbound.len())
             .finish()
     }
 }
 
 impl Inbound {
-    pub(super) fn new(
-        rx: async_channel::Receiver<io::Result<Bytes>>,
-        shared: Arc<ConnShared>,
-        release: Arc<Release>,
-        high_water: usize,
-    ) -> Inbound {
+    /// The stream of a new connection; counts as one of its two halves (see
+    /// [`ConnShared::release_half`]).
+    pub(super) fn new(shared: Arc<ConnShared>) -> Inbound {
         Inbound {
-            rx: Box::pin(rx),
             shared,
-            _release: release,
-            resume_below: high_water / 2,
             done: false,
         }
     }
 
+    pub(super) fn shared(&self) -> &Arc<ConnShared> {
+        &self.shared
+    }
+
     /// Tells the reactor to read again if it paused for us and we have drained enough
     /// (half the byte bound and half the items, so pauses do not flap per item).
-    fn maybe_resume(&self) {
-        if !self.shared.inbound_paused.is_paused() {
+    fn maybe_resume(&self, items_left: usize) {
+        let s = &self.shared;
+        if !s.inbound_paused.is_paused() {
             return;
         }
-        let low = self.shared.inbound_bytes.load(SeqCst) <= self.resume_below
-            && self.rx.len() <= self.rx.capacity().unwrap_or(usize::MAX) / 2;
-        if low && self.shared.inbound_paused.take_resume() {
-            self.shared
-                .server
-                .push(Command::InboundResume(self.shared.id));
+        let low = s.inbound_bytes.load(SeqCst) <= s.server.limits.inbound_high / 2
+            && items_left <= INBOUND_ITEMS / 2;
+        if low && s.inbound_paused.take_resume() {
+            s.server.push(Command::InboundResume(s.id));
         }
     }
 }
@@ -76,37 +218,21 @@ impl Stream for Inbound {
         if self.done {
             return Poll::Ready(None);
         }
-        match self.rx.as_mut().poll_next(cx) {
-            Poll::Ready(Some(item)) => {
-                if let Ok(buf) = &item {
-                    self.shared.inbound_bytes.fetch_sub(buf.len(), SeqCst);
-                }
-                self.maybe_resume();
-                Poll::Ready(Some(item))
+        let (item, left) = self.shared.inbound.poll_pop(cx);
+        match item {
+            Poll::Ready(Some(Ok(buf))) => {
+                self.shared.inbound_bytes.fetch_sub(buf.len(), SeqCst);
+                self.maybe_resume(left);
+                Poll::Ready(Some(Ok(buf)))
             }
-            Poll::Ready(None) => {
-                // Frames parked when the connection ended, then the error, then the end.
-                let parked = self
-                    .shared
-                    .inbound_tail
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .pop_front();
-                if let Some(frame) = parked {
-                    return Poll::Ready(Some(Ok(frame)));
-                }
-                self.done = true;
-                let err = self
-                    .shared
-                    .inbound_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take();
-                Poll::Ready(err.map(Err))
+            Poll::Ready(end) => {
+                // The error (once), then the end.
+                self.done = end.is_none();
+                Poll::Ready(end)
             }
             Poll::Pending => {
                 // Paused with nothing buffered (the reactor parked a frame): ask for it.
-                self.maybe_resume();
+                self.maybe_resume(0);
                 Poll::Pending
             }
         }
@@ -118,11 +244,12 @@ impl Drop for Inbound {
     /// had paused reading for this stream, it resumes, so the peer's end of file (or reset) is
     /// still seen and the connection can end.
     fn drop(&mut self) {
-        self.rx.close();
+        self.shared.inbound.close_consumer();
         if self.shared.inbound_paused.take_resume() {
             self.shared
                 .server
                 .push(Command::InboundResume(self.shared.id));
         }
+        self.shared.release_half();
     }
 }

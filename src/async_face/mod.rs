@@ -8,11 +8,12 @@
 //! - Accepted connections go through a bounded channel ([`Incoming`]). When it is full the
 //!   reactor stops accepting (new clients wait in the kernel backlog); taking a connection out
 //!   of a full channel sends one `AcceptResume` command.
-//! - Inbound frames go through a bounded channel per connection, counted in bytes too. When the
-//!   consumer lags past the byte or item bound, the reactor parks the frame, sets
-//!   `inbound_paused` and stops reading that socket, so the peer feels TCP flow control. The
-//!   consumer, after taking an item, sees the flag and sends one `InboundResume`. Both sides set
-//!   the flag, then re-check the channel, so a resume is never lost (DESIGN-NOTES §3).
+//! - Inbound frames go through a bounded one-consumer queue per connection (inside the
+//!   connection's shared state, see `InboundQueue`), counted in bytes too. When the consumer
+//!   lags past the byte or item bound, the reactor parks the frame, sets `inbound_paused` and
+//!   stops reading that socket, so the peer feels TCP flow control. The consumer, after taking
+//!   an item, sees the flag and sends one `InboundResume`. Both sides set the flag, then
+//!   re-check the queue, so a resume is never lost (DESIGN-NOTES §3).
 //! - Outbound buffers go through the server's one command queue (an `async-channel` queue),
 //!   bounded in bytes per connection by the sink's `poll_ready` (see [`Outbound`]); wake-ups of
 //!   the reactor are coalesced across every sink.
@@ -26,6 +27,8 @@ pub use self::byte_stream::{IoReadHalf, IoStream, IoWriteHalf, IO_WRITE_CHUNK};
 pub use self::connect::Connect;
 pub(crate) use self::connect::ConnectReply;
 pub use self::inbound::Inbound;
+pub(crate) use self::inbound::InboundQueue;
+use self::inbound::INBOUND_ITEMS;
 pub use self::outbound::Outbound;
 
 use crate::addr::Address;
@@ -43,22 +46,6 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// Items of the inbound channel before the consumer takes them (its slots are allocated up
-/// front, so this is also most of an idle async connection's memory).
-const INBOUND_ITEMS: usize = 4;
-
-/// Sends `Release` when the last half of a connection is dropped.
-#[derive(Debug)]
-pub(crate) struct Release(pub(crate) Arc<ConnShared>);
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        if !self.0.is_closed() {
-            self.0.server.push(Command::Release(self.0.id));
-        }
-    }
-}
-
 /// An accepted connection: a [`Stream`] of inbound buffers and a [`Sink`] for outbound ones.
 ///
 /// [`split`](Self::split) it to read and write from different tasks; both halves are `Send`.
@@ -66,7 +53,6 @@ impl Drop for Release {
 #[pin_project::pin_project]
 #[derive(Debug)]
 pub struct Connection {
-    info: ConnInfo,
     #[pin]
     inbound: Inbound,
     #[pin]
@@ -76,22 +62,22 @@ pub struct Connection {
 impl Connection {
     /// The connection's id.
     pub fn id(&self) -> ConnId {
-        self.info.id
+        self.inbound.shared().id
     }
 
     /// Who the connection is with: addresses, and for Unix sockets the peer's credentials.
     pub fn info(&self) -> &ConnInfo {
-        &self.info
+        info_of(self.inbound.shared())
     }
 
     /// The peer's address (for an outbound connection, the address it was connected to).
     pub fn peer_addr(&self) -> &Address {
-        &self.info.peer
+        &self.info().peer
     }
 
     /// The local address.
     pub fn local_addr(&self) -> &Address {
-        &self.info.local
+        &self.info().local
     }
 
     /// A thread-safe handle to this connection (send from anywhere, close, pause reading).
@@ -103,6 +89,14 @@ impl Connection {
     pub fn split(self) -> (Inbound, Outbound) {
         (self.inbound, self.outbound)
     }
+}
+
+/// The `ConnInfo` of an async connection (always kept in its shared state).
+pub(crate) fn info_of(shared: &ConnShared) -> &ConnInfo {
+    shared
+        .info
+        .as_ref()
+        .expect("an async connection's shared state holds its ConnInfo")
 }
 
 impl Stream for Connection {
@@ -244,16 +238,13 @@ impl AsyncFace {
     /// finds the others ready instead of parking and being woken again. The channel's room is
     /// reserved here (`inbound_pending`), so the delivery at the end of the turn cannot fail.
     fn offer(&mut self, id: ConnId, extra: &mut Extra, frame: Bytes) -> Option<Bytes> {
-        let (Some(shared), Some(tx)) = (extra.shared.as_ref(), extra.inbound_tx.as_ref()) else {
-            return None;
-        };
-        if tx.is_closed() {
+        let shared = extra.shared.as_ref().filter(|_| extra.inbound)?;
+        if shared.inbound.is_consumer_gone() {
             // The application dropped the inbound half: it does not want the bytes.
             return None;
         }
-        let room = tx.capacity().unwrap_or(usize::MAX);
         if shared.inbound_bytes.load(SeqCst) > self.inbound_high_water
-            || tx.len() + extra.inbound_pending >= room
+            || shared.inbound.len() + extra.inbound_pending as usize >= INBOUND_ITEMS
         {
             return Some(frame);
         }
@@ -277,7 +268,7 @@ impl AsyncFace {
                 Some(conn) => {
                     if let Some(extra) = conn.extra.as_mut() {
                         extra.inbound_pending -= 1;
-                        send_reserved(extra.shared.as_deref(), extra.inbound_tx.as_ref(), frame);
+                        send_reserved(extra.shared.as_deref(), frame);
                     }
                     false
                 }
@@ -290,18 +281,13 @@ impl AsyncFace {
     }
 }
 
-/// Sends a frame whose channel room was reserved by `offer`.
-fn send_reserved(
-    shared: Option<&ConnShared>,
-    tx: Option<&async_channel::Sender<io::Result<Bytes>>>,
-    frame: &mut Bytes,
-) {
+/// Hands over a frame whose room was reserved by `offer`.
+fn send_reserved(shared: Option<&ConnShared>, frame: &mut Bytes) {
     let frame = std::mem::take(frame);
     let len = frame.len();
-    let sent = tx.is_some_and(|tx| tx.try_send(Ok(frame)).is_ok());
-    if !sent {
-        // Only if the consumer dropped its half meanwhile: nobody will count these bytes out.
-        if let Some(shared) = shared {
+    if let Some(shared) = shared {
+        if !shared.inbound.push(frame) {
+            // Only if the consumer dropped its half meanwhile: nobody will count these bytes out.
             shared.inbound_bytes.fetch_sub(len, SeqCst);
         }
     }
@@ -310,16 +296,20 @@ fn send_reserved(
 impl AsyncFace {
     /// The stream and sink of a connection the reactor just opened.
     fn connection(&mut self, core: &mut Core, info: ConnInfo) -> Option<Connection> {
-        let shared = core.conn_shared(info.id)?;
-        let (tx, rx) = async_channel::bounded(INBOUND_ITEMS);
-        if let Some(conn) = core.get_mut(info.id) {
-            conn.extra().inbound_tx = Some(tx);
+        let id = info.id;
+        let shared = core.conn_shared_with(id, Some(info))?;
+        if shared.info.is_none() {
+            // Only a new connection becomes an async one, so its shared state is new too.
+            log::warn!("connection {id}: no connection info; not handed to the async face");
+            return None;
         }
-        let release = Arc::new(Release(shared.clone()));
+        if let Some(conn) = core.get_mut(id) {
+            conn.extra().inbound = true;
+        }
+        shared.halves.store(2, SeqCst);
         Some(Connection {
-            info,
-            inbound: Inbound::new(rx, shared.clone(), release.clone(), self.inbound_high_water),
-            outbound: Outbound::new(shared, release),
+            inbound: Inbound::new(shared.clone()),
+            outbound: Outbound::new(shared),
         })
     }
 }
@@ -379,9 +369,11 @@ impl Face for AsyncFace {
     fn read_finished(&mut self, core: &mut Core, id: ConnId) {
         // End of file: the stream ends after its items; the sink keeps working (half-close).
         self.deliver_pending(core, Some(id));
-        if let Some(conn) = core.get_mut(id) {
-            if let Some(extra) = conn.extra.as_mut() {
-                extra.inbound_tx = None;
+        if let Some(extra) = core.get_mut(id).and_then(|c| c.extra.as_deref_mut()) {
+            if std::mem::take(&mut extra.inbound) {
+                if let Some(shared) = &extra.shared {
+                    shared.inbound.end(extra.parked.drain(..), None);
+                }
             }
         }
     }
@@ -399,10 +391,10 @@ impl Face for AsyncFace {
             if *pid != id {
                 return true;
             }
-            send_reserved(closed.shared.as_deref(), closed.inbound_tx.as_ref(), frame);
+            send_reserved(closed.shared.as_deref(), frame);
             false
         });
-        if let Some(tx) = closed.inbound_tx {
+        if closed.inbound {
             let err = match closed.reason {
                 CloseReason::Reset => Some(io::Error::new(
                     io::ErrorKind::ConnectionReset,
@@ -416,22 +408,9 @@ impl Face for AsyncFace {
                 _ => None,
             };
             if let Some(shared) = closed.shared.as_ref() {
-                // Frames the consumer had no room for come after the channel's, then the error.
-                if !closed.parked.is_empty() && !tx.is_closed() {
-                    shared
-                        .inbound_tail
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .extend(closed.parked);
-                }
-                if let Some(e) = err {
-                    *shared
-                        .inbound_error
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = Some(e);
-                }
+                // Frames the consumer had no room for come after the queue's, then the error.
+                shared.inbound.end(closed.parked, err);
             }
-            tx.close();
         }
     }
 
@@ -461,6 +440,14 @@ impl Face for AsyncFace {
         while let Ok(conn) = self.rx.try_recv() {
             core.close(conn.id(), CloseReason::Local);
         }
+    }
+
+    fn buffers_grown(&self, keep: usize) -> bool {
+        self.pending.capacity() > keep
+    }
+
+    fn trim_buffers(&mut self, keep: usize) {
+        self.pending.shrink_to(keep);
     }
 
     fn abandon(&mut self) {

@@ -13,7 +13,6 @@
 //!  poll_close  flush, then shutdown(SHUT_WR); the inbound stream keeps working
 //! ```
 
-use super::Release;
 use crate::shared::{Command, ConnShared};
 use crate::ConnHandle;
 use bytes::Bytes;
@@ -31,7 +30,6 @@ use std::task::{Context, Poll};
 /// Sending one [`Bytes`] to many connections shares it: no copy per connection.
 pub struct Outbound {
     shared: Arc<ConnShared>,
-    _release: Arc<Release>,
     /// Output position at the end of the last buffer this sink sent.
     sent_upto: u64,
     shut_sent: bool,
@@ -47,10 +45,11 @@ impl fmt::Debug for Outbound {
 }
 
 impl Outbound {
-    pub(super) fn new(shared: Arc<ConnShared>, release: Arc<Release>) -> Outbound {
+    /// The sink of a new connection; counts as one of its two halves (see
+    /// `ConnShared::release_half`).
+    pub(super) fn new(shared: Arc<ConnShared>) -> Outbound {
         Outbound {
             shared,
-            _release: release,
             sent_upto: 0,
             shut_sent: false,
         }
@@ -80,7 +79,7 @@ impl Sink<Bytes> for Outbound {
             if let Some(e) = s.write_error() {
                 return Some(Err(e));
             }
-            (s.queued.load(SeqCst) <= s.high_water).then_some(Ok(()))
+            (s.queued.load(SeqCst) <= s.server.limits.out_high).then_some(Ok(()))
         })
     }
 
@@ -132,5 +131,12 @@ impl Sink<Bytes> for Outbound {
                 .push(Command::ShutdownWrite(self.shared.id));
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Outbound {
+    /// Queued output is still written; the connection closes once both halves are gone.
+    fn drop(&mut self) {
+        self.shared.release_half();
     }
 }

@@ -183,10 +183,10 @@ impl Reactor {
             match made {
                 Ok((decoder, encoder)) => {
                     let extra = conn.extra();
-                    extra.framer = Some(super::Framer {
+                    extra.framer = Some(Box::new(super::Framer {
                         decoder,
                         buf: bytes::BytesMut::new(),
-                    });
+                    }));
                     extra.encoder = Some(encoder);
                 }
                 Err(e) => {

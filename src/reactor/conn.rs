@@ -137,20 +137,21 @@ impl ReadSource for SocketSource<'_> {
 pub(crate) struct Extra {
     /// State shared with handles and async halves, once someone asked for it.
     pub(crate) shared: Option<Arc<ConnShared>>,
-    /// Async face: where inbound frames go.
-    pub(crate) inbound_tx: Option<async_channel::Sender<io::Result<Bytes>>>,
+    /// Async face: a consumer takes inbound frames (through the shared state's queue); false
+    /// again once the stream has ended.
+    pub(crate) inbound: bool,
     /// Frames the consumer had no room for; delivered first when it catches up.
     pub(crate) parked: VecDeque<Bytes>,
     /// Async face: frames accepted this turn and not yet in the channel (their room is reserved).
-    pub(crate) inbound_pending: usize,
-    /// Framing state, when the listener has a decoder.
-    pub(crate) framer: Option<Framer>,
+    pub(crate) inbound_pending: u32,
+    /// Framing state, when the listener has a decoder (boxed: most connections have none).
+    pub(crate) framer: Option<Box<Framer>>,
     /// An outbound connection still connecting: where to.
-    pub(crate) connect_to: Option<crate::addr::Address>,
+    pub(crate) connect_to: Option<Box<crate::addr::Address>>,
     /// The framing's encoder while no handle exists (then it moves into [`ConnShared`]).
     pub(crate) encoder: Option<Box<dyn crate::codec::Encoder>>,
     /// This connection's own timeouts, once one was overridden (else the server's).
-    pub(crate) timeouts: Option<crate::config::Timeouts>,
+    pub(crate) timeouts: Option<Box<crate::config::Timeouts>>,
     /// When the user timer fires (reactor milliseconds); 0 if none is set. Here rather than
     /// in [`Conn`], which every connection pays for.
     pub(crate) timer_at: u64,

@@ -35,7 +35,9 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -61,7 +63,8 @@ pub(crate) struct Closed {
     pub(crate) id: ConnId,
     pub(crate) face: usize,
     pub(crate) reason: CloseReason,
-    pub(crate) inbound_tx: Option<async_channel::Sender<io::Result<Bytes>>>,
+    /// The async face's inbound stream was still open (see `Extra::inbound`).
+    pub(crate) inbound: bool,
     pub(crate) shared: Option<Arc<ConnShared>>,
     /// Frames the async consumer had no room for yet: they go to the stream's tail.
     pub(crate) parked: VecDeque<Bytes>,
@@ -213,9 +216,42 @@ impl Core {
             .collect()
     }
 
+    /// Whether a per-turn work list kept more than `keep` entries of room.
+    pub(crate) fn buffers_grown(&self, keep: usize) -> bool {
+        [
+            self.dirty.capacity(),
+            self.ready.capacity(),
+            self.closed.capacity(),
+            self.drained.capacity(),
+            self.deferred.capacity(),
+            self.pieces.capacity(),
+        ]
+        .iter()
+        .any(|&c| c > keep)
+    }
+
+    /// Gives back the room of the per-turn work lists past `keep` entries.
+    pub(crate) fn trim_buffers(&mut self, keep: usize) {
+        self.dirty.shrink_to(keep);
+        self.ready.shrink_to(keep);
+        self.closed.shrink_to(keep);
+        self.drained.shrink_to(keep);
+        self.deferred.shrink_to(keep);
+        self.pieces.shrink_to(keep);
+    }
+
     /// The state handles share with the reactor, created on first use.
     pub(crate) fn conn_shared(&mut self, id: ConnId) -> Option<Arc<ConnShared>> {
-        let (hard_limit, high_water) = (self.cfg.out_hard_limit, self.cfg.out_high_water);
+        self.conn_shared_with(id, None)
+    }
+
+    /// [`conn_shared`](Self::conn_shared), keeping `info` in it if it is created now (the async
+    /// face's connections read their `ConnInfo` from there).
+    pub(crate) fn conn_shared_with(
+        &mut self,
+        id: ConnId,
+        info: Option<crate::handler::ConnInfo>,
+    ) -> Option<Arc<ConnShared>> {
         let server = self.shared.clone();
         let conn = self.get_mut(id)?;
         let queued_now = conn.out_bytes;
@@ -238,15 +274,14 @@ impl Core {
             state: AtomicU8::new(shared::OPEN),
             write_shut: AtomicBool::new(closing),
             output_dropped: AtomicBool::new(false),
-            hard_limit,
-            high_water,
             inbound_bytes: AtomicUsize::new(0),
             inbound_paused: PauseFlag::new(),
-            inbound_error: Default::default(),
-            inbound_tail: Default::default(),
+            inbound: Default::default(),
+            halves: AtomicU8::new(0),
+            info,
             out_lock: Mutex::new(encoder),
-            remote_pending: AtomicUsize::new(0),
-            commands_pending: AtomicUsize::new(0),
+            remote_pending: AtomicU32::new(0),
+            commands_pending: AtomicU32::new(0),
             fd,
         });
         extra.shared = Some(s.clone());
@@ -496,13 +531,13 @@ impl Core {
             counters.backpressure(false);
         }
         conn.discard_output();
-        let mut inbound_tx = None;
+        let mut inbound = false;
         let mut shared_state = None;
         let mut parked = VecDeque::new();
         let mut connect_to = None;
         if let Some(mut extra) = conn.extra.take() {
             if conn.connecting {
-                connect_to = extra.connect_to.take();
+                connect_to = extra.connect_to.take().map(|to| *to);
             }
             if let Some(sh) = &extra.shared {
                 // No thread may write to the descriptor once it is closed below.
@@ -510,7 +545,7 @@ impl Core {
                 sh.state.store(state_for(&reason), SeqCst);
                 sh.progress.wake();
             }
-            inbound_tx = extra.inbound_tx.take();
+            inbound = extra.inbound;
             shared_state = extra.shared.take();
             parked = std::mem::take(&mut extra.parked);
         }
@@ -521,7 +556,7 @@ impl Core {
             id,
             face,
             reason,
-            inbound_tx,
+            inbound,
             shared: shared_state,
             parked,
             connect_to,
@@ -551,13 +586,13 @@ impl Core {
                 if let Some(sh) = &extra.shared {
                     sh.fd.revoke();
                     sh.state.store(shared::CLOSED_ERROR, SeqCst);
-                    *sh.inbound_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(
-                        io::Error::other("the server's reactor thread ended abnormally"),
+                    sh.inbound.end(
+                        std::mem::take(&mut extra.parked),
+                        Some(io::Error::other(
+                            "the server's reactor thread ended abnormally",
+                        )),
                     );
                     sh.progress.wake();
-                }
-                if let Some(tx) = extra.inbound_tx.take() {
-                    tx.close();
                 }
             }
         }
@@ -657,7 +692,7 @@ impl Core {
         }
         conn.extra()
             .timeouts
-            .get_or_insert(defaults)
+            .get_or_insert_with(|| Box::new(defaults))
             .set(which, after);
         self.arm(id);
     }
@@ -783,7 +818,7 @@ impl Core {
         conn.out_armed = true;
         // The first-byte timeout is for clients that open and say nothing; not for upstreams.
         conn.got_first_byte = true;
-        conn.extra().connect_to = Some(addr.clone());
+        conn.extra().connect_to = Some(Box::new(addr.clone()));
         let id = self.insert(conn);
         if let Some(e) = failed {
             self.abort(id, CloseReason::Error(e));
@@ -825,7 +860,7 @@ fn next_deadline(conn: &Conn, defaults: &Timeouts, linger_ms: u64) -> Option<(u6
     let t = conn
         .extra
         .as_ref()
-        .and_then(|e| e.timeouts)
+        .and_then(|e| e.timeouts.as_deref().copied())
         .unwrap_or(*defaults);
     let mut best: Option<(u64, Due)> = None;
     let mut consider = |at: u64, due: Due| {

@@ -94,6 +94,16 @@ pub(crate) trait Face: Send {
     }
     /// The reactor thread is unwinding: end every hand-off without calling user code.
     fn abandon(&mut self) {}
+    /// Whether the face's own per-turn lists kept more than `keep` entries of room.
+    fn buffers_grown(&self, keep: usize) -> bool {
+        let _ = keep;
+        false
+    }
+    /// Gives back the room of the face's per-turn lists past `keep` entries (the server is
+    /// quiet).
+    fn trim_buffers(&mut self, keep: usize) {
+        let _ = keep;
+    }
     /// Whether the face can take another connection now (the async face's `incoming` is bounded).
     fn can_accept(&self) -> bool {
         true
@@ -118,6 +128,9 @@ pub(crate) struct ListenerSpec {
     pub(crate) path_guard: Option<crate::server::UnixPathGuard>,
 }
 
+/// Entries of room a per-turn work list keeps when an idle server trims it.
+const TRIM_KEEP: usize = 64;
+
 pub(crate) struct Reactor {
     core: Core,
     faces: Vec<Box<dyn Face>>,
@@ -127,6 +140,8 @@ pub(crate) struct Reactor {
     pool: Arc<pool::BufPool>,
     events: Vec<Event>,
     last_busy: Instant,
+    /// When a wait last returned an event (work lists are trimmed after a quiet period).
+    last_event: Instant,
     commands: Vec<Command>,
     frames: Vec<Bytes>,
     next_tick: Option<Instant>,
@@ -189,6 +204,7 @@ impl Reactor {
             pool,
             events,
             last_busy: Instant::now(),
+            last_event: Instant::now(),
             commands: Vec::new(),
             frames: Vec::new(),
             next_tick,
@@ -333,6 +349,11 @@ impl Reactor {
             let at = self.last_busy + self.core.cfg.events_shrink_after;
             next = Some(next.map_or(at, |n| n.min(at)));
         }
+        if self.buffers_grown() {
+            // So do the turn's work lists, once no event came for that long.
+            let at = self.last_event + self.core.cfg.events_shrink_after;
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
         for l in self.listeners.iter().flatten() {
             if let Some(at) = l.retry_at {
                 next = Some(next.map_or(at, |n| n.min(at)));
@@ -426,7 +447,7 @@ impl Reactor {
         let to = conn
             .extra
             .as_ref()
-            .and_then(|e| e.connect_to.clone())
+            .and_then(|e| e.connect_to.as_deref().cloned())
             .expect("a connecting connection knows where to");
         if let Some(e) = sys::socket_error(conn.fd.as_fd()) {
             let e = sys::context(e, &format!("connect({to})"));
@@ -785,8 +806,41 @@ impl Reactor {
         self.core.shared.discard_commands();
     }
 
-    /// Doubles the event buffer when a wait filled it; halves it after a quiet period.
+    /// Whether a work list of the loop turn kept more room than [`TRIM_KEEP`] entries after a
+    /// burst (an accept storm of 10,000 connections leaves lists that big behind).
+    fn buffers_grown(&self) -> bool {
+        let own = [
+            self.commands.capacity(),
+            self.frames.capacity(),
+            self.due.capacity(),
+        ];
+        own.iter().any(|&c| c > TRIM_KEEP)
+            || self.core.buffers_grown(TRIM_KEEP)
+            || self.faces.iter().any(|f| f.buffers_grown(TRIM_KEEP))
+    }
+
+    /// Gives back the room of the turn's work lists past [`TRIM_KEEP`] entries.
+    fn trim_buffers(&mut self) {
+        self.commands.shrink_to(TRIM_KEEP);
+        self.frames.shrink_to(TRIM_KEEP);
+        self.due.shrink_to(TRIM_KEEP);
+        self.core.trim_buffers(TRIM_KEEP);
+        for face in &mut self.faces {
+            face.trim_buffers(TRIM_KEEP);
+        }
+        sys::release_free_memory();
+    }
+
+    /// Doubles the event buffer when a wait filled it; halves it after a quiet period. Trims
+    /// the turn's work lists once no event came for that period.
     fn resize_events(&mut self, n: usize, now: Instant) {
+        if n > 0 {
+            self.last_event = now;
+        } else if now.duration_since(self.last_event) >= self.core.cfg.events_shrink_after
+            && self.buffers_grown()
+        {
+            self.trim_buffers();
+        }
         let len = self.events.len();
         let cfg = &self.core.cfg;
         if n == len && len < cfg.events_max {

@@ -562,27 +562,40 @@ pub(crate) fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Res
 /// the owner [`set`](Self::set)s it once it is connected and [`revoke`](Self::revoke)s it
 /// before it closes the descriptor, under the lock every writer holds across its `sendmsg`.
 /// So a writer never reaches a closed descriptor, or a new socket that reused its number.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SharedFd {
-    fd: std::sync::Mutex<Option<RawFd>>,
+    /// The descriptor, or -1 while it is not shared (an `Option` would cost 4 more bytes in
+    /// every connection's shared state).
+    fd: std::sync::Mutex<RawFd>,
+}
+
+impl Default for SharedFd {
+    fn default() -> SharedFd {
+        SharedFd {
+            fd: std::sync::Mutex::new(-1),
+        }
+    }
 }
 
 impl SharedFd {
     /// Lets other threads write to `fd` until [`revoke`](Self::revoke). The caller (the
     /// descriptor's owner) must revoke before it closes `fd`.
     pub(crate) fn set(&self, fd: BorrowedFd<'_>) {
-        *self.fd.lock().unwrap_or_else(|p| p.into_inner()) = Some(fd.as_raw_fd());
+        *self.fd.lock().unwrap_or_else(|p| p.into_inner()) = fd.as_raw_fd();
     }
 
     /// Ends writes from other threads; returns once none is in progress.
     pub(crate) fn revoke(&self) {
-        *self.fd.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.fd.lock().unwrap_or_else(|p| p.into_inner()) = -1;
     }
 
     /// [`send_vectored`] on the descriptor, or `None` if it is not (or no longer) shared.
     pub(crate) fn send_vectored(&self, bufs: &[IoSlice<'_>]) -> Option<io::Result<usize>> {
         let guard = self.fd.lock().unwrap_or_else(|p| p.into_inner());
-        let raw = (*guard)?;
+        let raw = *guard;
+        if raw < 0 {
+            return None;
+        }
         // SAFETY: `raw` is open: its owner set it while open and revokes it, under this lock,
         // before closing it; the lock is held until the call returns.
         let fd = unsafe { BorrowedFd::borrow_raw(raw) };
@@ -717,6 +730,18 @@ pub(crate) fn install_signal_handler(
     cvt(unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) })
         .map(drop)
         .map_err(|e| context(e, "sigaction"))
+}
+
+/// Asks the C allocator to give freed heap memory back to the kernel (glibc's `malloc_trim`),
+/// once an idle server has dropped the room its work lists kept after a burst: without it, the
+/// freed memory stays in the process's RSS. A no-op elsewhere, and harmless under another
+/// global allocator (glibc then has little to give back).
+pub(crate) fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` takes no pointers; it only walks glibc's own arenas under their locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The current thread's last OS error number, for code that must not allocate (signal handlers).
