@@ -253,3 +253,89 @@ impl Drop for Inbound {
         self.shared.release_half();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::InboundQueue;
+    use bytes::Bytes;
+    use futures::task::noop_waker_ref;
+    use std::io;
+    use std::task::{Context, Poll};
+
+    fn pop(q: &InboundQueue) -> Poll<Option<io::Result<Bytes>>> {
+        q.poll_pop(&mut Context::from_waker(noop_waker_ref())).0
+    }
+
+    fn frame(q: &InboundQueue) -> Bytes {
+        match pop(q) {
+            Poll::Ready(Some(Ok(b))) => b,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn frames_come_out_in_order_then_the_tail_then_the_error_then_the_end() {
+        let q = InboundQueue::default();
+        assert!(pop(&q).is_pending());
+        for i in 0..6u8 {
+            assert!(q.push(Bytes::from(vec![i])));
+        }
+        assert_eq!(q.len(), 6);
+        assert_eq!(frame(&q), [0u8][..]);
+        q.end(
+            [Bytes::from_static(b"t1"), Bytes::from_static(b"t2")],
+            Some(io::Error::from(io::ErrorKind::ConnectionReset)),
+        );
+        assert!(
+            !q.push(Bytes::from_static(b"late")),
+            "no frame after the end"
+        );
+        for i in 1..6u8 {
+            assert_eq!(frame(&q), [i][..]);
+        }
+        assert_eq!(frame(&q), &b"t1"[..]);
+        assert_eq!(frame(&q), &b"t2"[..]);
+        match pop(&q) {
+            Poll::Ready(Some(Err(e))) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
+            other => panic!("expected the error, got {other:?}"),
+        }
+        assert!(matches!(pop(&q), Poll::Ready(None)));
+        assert!(matches!(pop(&q), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn a_push_wakes_the_waiting_consumer_once() {
+        use futures::task::ArcWake;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        struct Count(AtomicUsize);
+        impl ArcWake for Count {
+            fn wake_by_ref(me: &Arc<Self>) {
+                me.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = futures::task::waker(count.clone());
+        let q = InboundQueue::default();
+        assert!(q.poll_pop(&mut Context::from_waker(&waker)).0.is_pending());
+        q.push(Bytes::from_static(b"a"));
+        q.push(Bytes::from_static(b"b"));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "one wake for a burst");
+        assert_eq!(frame(&q), &b"a"[..]);
+        assert_eq!(frame(&q), &b"b"[..]);
+        assert!(q.poll_pop(&mut Context::from_waker(&waker)).0.is_pending());
+        q.end([], None);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2, "the end wakes it too");
+    }
+
+    #[test]
+    fn a_gone_consumer_gets_nothing_more_and_frees_what_it_left() {
+        let q = InboundQueue::default();
+        q.push(Bytes::from_static(b"a"));
+        q.push(Bytes::from_static(b"b"));
+        q.close_consumer();
+        assert!(q.is_consumer_gone());
+        assert_eq!(q.len(), 0);
+        assert!(!q.push(Bytes::from_static(b"c")));
+    }
+}

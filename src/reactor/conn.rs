@@ -380,4 +380,15 @@ mod tests {
             std::mem::size_of::<super::Conn>()
         );
     }
+
+    /// The async face's per-connection budget (issue 8: at most 1 KiB per idle connection with
+    /// the executor's task): the reactor's extras and the shared state hold their sizes.
+    #[test]
+    fn the_async_parts_of_a_connection_hold_their_sizes() {
+        let extra = std::mem::size_of::<super::Extra>();
+        let shared = std::mem::size_of::<crate::shared::ConnShared>();
+        assert!(extra <= 112, "Extra is {extra} bytes");
+        assert!(shared <= 320, "ConnShared is {shared} bytes");
+        assert!(std::mem::size_of::<crate::Connection>() <= 40);
+    }
 }
