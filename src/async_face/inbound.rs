@@ -170,7 +170,6 @@ impl InboundQueue {
 /// buffer is ever dropped.
 pub struct Inbound {
     shared: Arc<ConnShared>,
-    done: bool,
 }
 
 impl fmt::Debug for Inbound {
@@ -186,10 +185,7 @@ impl Inbound {
     /// The stream of a new connection; counts as one of its two halves (see
     /// [`ConnShared::release_half`]).
     pub(super) fn new(shared: Arc<ConnShared>) -> Inbound {
-        Inbound {
-            shared,
-            done: false,
-        }
+        Inbound { shared }
     }
 
     pub(super) fn shared(&self) -> &Arc<ConnShared> {
@@ -214,10 +210,8 @@ impl Inbound {
 impl Stream for Inbound {
     type Item = io::Result<Bytes>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Once ended, the queue answers `None` for good (after the error, if any).
         let (item, left) = self.shared.inbound.poll_pop(cx);
         match item {
             Poll::Ready(Some(Ok(buf))) => {
@@ -225,11 +219,8 @@ impl Stream for Inbound {
                 self.maybe_resume(left);
                 Poll::Ready(Some(Ok(buf)))
             }
-            Poll::Ready(end) => {
-                // The error (once), then the end.
-                self.done = end.is_none();
-                Poll::Ready(end)
-            }
+            // The error (once), then the end.
+            Poll::Ready(end) => Poll::Ready(end),
             Poll::Pending => {
                 // Paused with nothing buffered (the reactor parked a frame): ask for it.
                 self.maybe_resume(0);

@@ -30,10 +30,14 @@ use std::task::{Context, Poll};
 /// Sending one [`Bytes`] to many connections shares it: no copy per connection.
 pub struct Outbound {
     shared: Arc<ConnShared>,
-    /// Output position at the end of the last buffer this sink sent.
+    /// Output position at the end of the last buffer this sink sent, and [`SHUT_SENT`] once
+    /// `poll_close` asked for the half-close (one word: this sink lives in the user's task).
     sent_upto: u64,
-    shut_sent: bool,
 }
+
+/// The bit of `Outbound::sent_upto` that says the half-close was asked for (positions count
+/// bytes, so they never reach it).
+const SHUT_SENT: u64 = 1 << 63;
 
 impl fmt::Debug for Outbound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -51,7 +55,6 @@ impl Outbound {
         Outbound {
             shared,
             sent_upto: 0,
-            shut_sent: false,
         }
     }
 
@@ -87,7 +90,7 @@ impl Sink<Bytes> for Outbound {
         // Even an empty frame goes through: a framing may encode it to a header.
         match self.shared.send(item, false) {
             Ok(end) => {
-                self.sent_upto = end;
+                self.sent_upto = end | (self.sent_upto & SHUT_SENT);
                 Ok(())
             }
             // The encoder refused this frame (its own error kind); the connection stays open.
@@ -103,7 +106,7 @@ impl Sink<Bytes> for Outbound {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let (s, upto) = (&self.shared, self.sent_upto);
+        let (s, upto) = (&self.shared, self.sent_upto & !SHUT_SENT);
         s.progress.poll_until(cx, |progress| {
             if progress.written() >= upto {
                 return Some(Ok(()));
@@ -117,11 +120,11 @@ impl Sink<Bytes> for Outbound {
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.shut_sent {
+        if self.sent_upto & SHUT_SENT != 0 {
             return Poll::Ready(Ok(()));
         }
         futures::ready!(self.as_mut().poll_flush(cx))?;
-        self.shut_sent = true;
+        self.sent_upto |= SHUT_SENT;
         // Refuse sends from now on, before the reactor gets to the command: a send accepted in
         // between would be written after what the peer should see as the last byte.
         self.shared.write_shut.store(true, SeqCst);

@@ -389,6 +389,6 @@ mod tests {
         let shared = std::mem::size_of::<crate::shared::ConnShared>();
         assert!(extra <= 112, "Extra is {extra} bytes");
         assert!(shared <= 320, "ConnShared is {shared} bytes");
-        assert!(std::mem::size_of::<crate::Connection>() <= 40);
+        assert!(std::mem::size_of::<crate::Connection>() <= 24);
     }
 }
