@@ -3,87 +3,92 @@
 //! are announced.
 //!
 //! ```text
-//! cargo run --example chat -- [ADDR]      # default 127.0.0.1:7878
+//! cargo run --example chat -- [ADDR] [--reactors N]      # default 127.0.0.1:7878, 1 reactor
 //! ```
 //!
 //! ADDR is `IP:PORT` or `unix:/path` (a Unix domain socket, removed again on stop).
+//!
+//! With `--reactors N`, N reactor threads serve the clients, each with its own handler; the
+//! room (who is in it, under what name) is shared, and a broadcast reaches the clients of
+//! every reactor: `Context::send` routes an id of another reactor to that reactor's queue,
+//! so each sender's lines still arrive in order.
 //!
 //! Prints `listening on <addr>` first, and stops gracefully on SIGINT or SIGTERM.
 
 use epoll_server::{Bytes, CloseReason, ConnId, ConnInfo, Context, Handler, Server};
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 /// Longest line kept before a newline arrives; a longer one closes the client.
 const MAX_LINE: usize = 4096;
 
-#[derive(Default)]
-struct Client {
-    name: Option<String>,
-    partial: Vec<u8>,
-}
+/// Everyone who has given a name, on every reactor.
+type Room = Arc<Mutex<HashMap<ConnId, String>>>;
 
-#[derive(Default)]
+/// One reactor's handler: its clients' partial lines, and the shared room.
 struct Chat {
-    clients: HashMap<ConnId, Client>,
+    /// This reactor's clients, with the bytes of their unfinished line.
+    partial: HashMap<ConnId, Vec<u8>>,
+    room: Room,
 }
 
 impl Chat {
-    /// Sends one buffer to every named client but `except`: one allocation, shared by all.
     fn broadcast(&mut self, ctx: &mut Context<'_>, except: ConnId, text: String) {
         let msg = Bytes::from(text);
-        for (&id, client) in &self.clients {
-            if id != except && client.name.is_some() && ctx.send(id, msg.clone()).is_err() {
-                // A client that does not read past the hard limit is dropped, not waited for.
+        let room = self.room.lock().unwrap_or_else(|p| p.into_inner());
+        for &id in room.keys() {
+            if id != except && ctx.send(id, msg.clone()).is_err() {
                 ctx.close(id);
             }
         }
     }
 
     fn line(&mut self, ctx: &mut Context<'_>, conn: ConnId, line: String) {
-        let Some(client) = self.clients.get_mut(&conn) else {
-            return;
-        };
-        match &client.name {
+        let name = self
+            .room
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&conn)
+            .cloned();
+        match name {
             None => {
-                let name = line.trim().to_string();
-                let name = if name.is_empty() {
-                    format!("guest{conn}")
-                } else {
-                    name
+                let name = match line.trim() {
+                    "" => format!("guest{conn}"),
+                    name => name.to_string(),
                 };
-                client.name = Some(name.clone());
                 let _ = ctx.send(conn, format!("welcome, {name}\n"));
                 self.broadcast(ctx, conn, format!("* {name} joined\n"));
+                self.room
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(conn, name);
             }
-            Some(name) => {
-                let text = format!("{name}: {line}\n");
-                self.broadcast(ctx, conn, text);
-            }
+            Some(name) => self.broadcast(ctx, conn, format!("{name}: {line}\n")),
         }
     }
 }
 
 impl Handler for Chat {
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnInfo) {
-        self.clients.insert(conn.id, Client::default());
+        self.partial.insert(conn.id, Vec::new());
         let _ = ctx.send(conn.id, "enter your name: ");
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes) {
         let mut lines = Vec::new();
-        if let Some(client) = self.clients.get_mut(&conn) {
-            client.partial.extend_from_slice(&data);
-            while let Some(pos) = client.partial.iter().position(|&b| b == b'\n') {
-                let rest = client.partial.split_off(pos + 1);
-                let mut line = std::mem::replace(&mut client.partial, rest);
+        if let Some(partial) = self.partial.get_mut(&conn) {
+            partial.extend_from_slice(&data);
+            while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
+                let rest = partial.split_off(pos + 1);
+                let mut line = std::mem::replace(partial, rest);
                 line.pop();
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
                 lines.push(String::from_utf8_lossy(&line).into_owned());
             }
-            if client.partial.len() > MAX_LINE {
+            if partial.len() > MAX_LINE {
                 let _ = ctx.send(conn, "line too long\n");
                 ctx.close(conn);
                 return;
@@ -95,29 +100,60 @@ impl Handler for Chat {
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, _reason: CloseReason) {
-        if let Some(Client {
-            name: Some(name), ..
-        }) = self.clients.remove(&conn)
-        {
+        self.partial.remove(&conn);
+        let left = self
+            .room
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&conn);
+        if let Some(name) = left {
             self.broadcast(ctx, conn, format!("* {name} left\n"));
         }
     }
 }
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:7878".into());
+    let (addr, reactors) = parse_args();
+    let room = Room::default();
     let server = Server::builder()
+        .reactors(reactors)
         .bind_address(&listen_address(&addr))?
-        .build(Chat::default())?;
+        .build_with(|_reactor| Chat {
+            partial: HashMap::new(),
+            room: room.clone(),
+        })?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
     println!("listening on {}", server.addresses()[0]);
     std::io::stdout().flush()?;
     server.run()
 }
 
-/// The listen address argument: `IP:PORT` or `unix:/path`; exits with a message if invalid.
+/// `[ADDR] [--reactors N]`; exits with a usage message on a bad argument.
+fn parse_args() -> (String, usize) {
+    let mut addr = "127.0.0.1:7878".to_string();
+    let mut reactors = 1;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--reactors" => {
+                reactors = args
+                    .next()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|&n| n >= 1)
+                    .unwrap_or_else(|| usage("--reactors needs a number of at least 1"));
+            }
+            flag if flag.starts_with("--") => usage(&format!("unknown option {flag}")),
+            other => addr = other.to_string(),
+        }
+    }
+    (addr, reactors)
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("{problem}\nusage: chat [ADDR] [--reactors N]");
+    std::process::exit(2)
+}
+
 fn listen_address(arg: &str) -> epoll_server::Address {
     arg.parse().unwrap_or_else(|e| {
         eprintln!("{e}");

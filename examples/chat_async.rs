@@ -4,10 +4,12 @@
 //! reference count, not a copy).
 //!
 //! ```text
-//! cargo run --example chat_async -- [ADDR]      # default 127.0.0.1:7878, on tokio
+//! cargo run --example chat_async -- [ADDR] [--reactors N]   # default 127.0.0.1:7878, on tokio
 //! ```
 //!
 //! ADDR is `IP:PORT` or `unix:/path` (a Unix domain socket, removed again on stop).
+//! `--reactors N` runs N reactor threads (default 1): a client's `ConnHandle` reaches it on
+//! whichever reactor serves it.
 //!
 //! Prints `listening on <addr>` first, and stops gracefully on SIGINT or SIGTERM.
 
@@ -94,10 +96,26 @@ async fn client(conn: Connection, members: Members) -> io::Result<()> {
 }
 
 fn main() -> io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:7878".into());
+    let mut addr = "127.0.0.1:7878".to_string();
+    let mut reactors = 1;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--reactors" => {
+                reactors = args
+                    .next()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|&n| n >= 1)
+                    .unwrap_or_else(|| {
+                        eprintln!("--reactors needs a number of at least 1");
+                        std::process::exit(2)
+                    });
+            }
+            other => addr = other.to_string(),
+        }
+    }
     let server = Server::builder()
+        .reactors(reactors)
         .bind_address_async(&listen_address(&addr))?
         .build_async()?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --example echo -- [ADDR] [--executor tokio|tokio-mt|smol|futures]
 //!     [--idle-timeout SECS] [--first-byte-timeout SECS] [--write-stall-timeout SECS]
+//!     [--reactors N]
 //! ```
 //!
 //! ADDR is `IP:PORT` or `unix:/path` (a Unix domain socket, removed again on stop).
@@ -10,7 +11,8 @@
 //! ADDR defaults to 127.0.0.1:7878 and the executor to tokio (current-thread runtime). The
 //! echo code is the same for every executor: only `spawn` differs. The timeouts are off unless
 //! given (fractions allowed); a timed-out connection's stream yields `Err(TimedOut)`. Prints
-//! `listening on <addr>` first, and stops gracefully on SIGINT or SIGTERM.
+//! `listening on <addr>` first, and stops gracefully on SIGINT or SIGTERM. `--reactors N` runs
+//! N reactor threads (default 1); their connections all come through the one `incoming()`.
 
 use epoll_server::{Connection, Incoming, Server};
 use futures::{SinkExt, StreamExt};
@@ -52,6 +54,12 @@ fn main() -> io::Result<()> {
             "--idle-timeout" => builder.idle_timeout(secs()),
             "--first-byte-timeout" => builder.first_byte_timeout(secs()),
             "--write-stall-timeout" => builder.write_stall_timeout(secs()),
+            "--reactors" => builder.reactors(
+                args.next()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|&n| n >= 1)
+                    .unwrap_or_else(|| usage("--reactors needs a number of at least 1")),
+            ),
             "--executor" => {
                 executor = args.next().unwrap_or_default();
                 builder
@@ -118,7 +126,7 @@ fn log_error(e: &io::Error) {
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "{problem}\nusage: echo [ADDR] [--executor tokio|tokio-mt|smol|futures] \
+        "{problem}\nusage: echo [ADDR] [--executor tokio|tokio-mt|smol|futures] [--reactors N] \
          [--idle-timeout SECS] [--first-byte-timeout SECS] [--write-stall-timeout SECS]"
     );
     std::process::exit(2)

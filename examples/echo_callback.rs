@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --example echo_callback -- [ADDR] [--idle-timeout SECS] [--first-byte-timeout SECS]
-//!                                           [--write-stall-timeout SECS] [--stats]
+//!                                           [--write-stall-timeout SECS] [--stats] [--reactors N]
+//!                                           [--accept-spread reuseport|shared]
 //! ```
 //!
 //! ADDR is `IP:PORT` or `unix:/path` (a Unix domain socket, removed again on stop).
@@ -11,9 +12,13 @@
 //! a connection silent for `--idle-timeout`, or that sent nothing within
 //! `--first-byte-timeout`, is closed; one whose output made no progress for
 //! `--write-stall-timeout` is reset. `--stats` prints the server's counters once a second.
+//! `--reactors N` serves the connections with N reactor threads (default 1), sharing the
+//! listener by `SO_REUSEPORT` sockets or, with `--accept-spread shared`, one socket registered
+//! with `EPOLLEXCLUSIVE` in every reactor. With several reactors, `--stats` lines end with
+//! each reactor's accepted count (`per reactor accepted A B ...`).
 //! Prints `listening on <addr>` first, and stops gracefully on SIGINT or SIGTERM.
 
-use epoll_server::{Builder, Bytes, ConnId, Context, Handler, Server};
+use epoll_server::{AcceptSpread, Builder, Bytes, ConnId, Context, Handler, Server};
 use std::io::Write;
 use std::time::Duration;
 
@@ -32,7 +37,9 @@ impl Handler for Echo {
 
 fn main() -> std::io::Result<()> {
     let (addr, builder, stats) = parse_args(Server::builder().max_fds(65_536));
-    let server = builder.bind_address(&listen_address(&addr))?.build(Echo)?;
+    let server = builder
+        .bind_address(&listen_address(&addr))?
+        .build_with(|_reactor| Echo)?;
     epoll_server::stop_on_signals(&server.handle(), &[libc::SIGINT, libc::SIGTERM])?;
     println!("listening on {}", server.addresses()[0]);
     std::io::stdout().flush()?;
@@ -48,10 +55,17 @@ fn print_stats(handle: epoll_server::ServerHandle) {
     while !handle.is_finished() {
         std::thread::sleep(Duration::from_secs(1));
         let s = handle.stats();
+        let per = handle.reactor_stats();
+        let per_reactor = if per.len() > 1 {
+            let counts: Vec<String> = per.iter().map(|r| r.accepted.to_string()).collect();
+            format!(" per reactor accepted {}", counts.join(" "))
+        } else {
+            String::new()
+        };
         println!(
             "stats: open {} accepted {} closed {} (peer {} reset {} local {} error {} timed out {}) \
              read {} B written {} B queued {} B paused {} accept errors {} back-offs {} \
-             turns {} events {} event buffer {}",
+             turns {} events {} event buffer {}{}",
             s.open,
             s.accepted,
             s.closed.total(),
@@ -69,6 +83,7 @@ fn print_stats(handle: epoll_server::ServerHandle) {
             s.loop_turns,
             s.events,
             s.event_buffer,
+            per_reactor,
         );
         let _ = std::io::stdout().flush();
     }
@@ -95,6 +110,12 @@ fn parse_args(mut builder: Builder) -> (String, Builder, bool) {
                 stats = true;
                 builder
             }
+            "--reactors" => builder.reactors(reactors_arg(args.next())),
+            "--accept-spread" => match args.next().as_deref() {
+                Some("reuseport") => builder.accept_spread(AcceptSpread::ReusePort),
+                Some("shared") => builder.accept_spread(AcceptSpread::SharedListener),
+                _ => usage("--accept-spread needs reuseport or shared"),
+            },
             flag if flag.starts_with("--") => usage(&format!("unknown option {flag}")),
             other => {
                 addr = other.to_string();
@@ -108,9 +129,18 @@ fn parse_args(mut builder: Builder) -> (String, Builder, bool) {
 fn usage(problem: &str) -> ! {
     eprintln!(
         "{problem}\nusage: echo_callback [ADDR] [--idle-timeout SECS] \
-         [--first-byte-timeout SECS] [--write-stall-timeout SECS] [--stats]"
+         [--first-byte-timeout SECS] [--write-stall-timeout SECS] [--stats] [--reactors N] \
+         [--accept-spread reuseport|shared]"
     );
     std::process::exit(2)
+}
+
+/// The value of `--reactors`: a number of at least 1.
+fn reactors_arg(value: Option<String>) -> usize {
+    value
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or_else(|| usage("--reactors needs a number of at least 1"))
 }
 
 /// The listen address argument: `IP:PORT` or `unix:/path`; exits with a message if invalid.

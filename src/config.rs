@@ -9,6 +9,10 @@ pub(crate) struct Config {
     pub(crate) nodelay: bool,
     pub(crate) max_fds: Option<u64>,
     pub(crate) max_connections: usize,
+    /// Reactor threads, each with its own epoll instance and connections.
+    pub(crate) reactors: usize,
+    /// How the reactors share the listeners.
+    pub(crate) accept_spread: crate::server::AcceptSpread,
     pub(crate) events_initial: usize,
     pub(crate) events_max: usize,
     pub(crate) events_shrink_after: Duration,
@@ -87,6 +91,8 @@ impl Default for Config {
             nodelay: true,
             max_fds: None,
             max_connections: usize::MAX,
+            reactors: 1,
+            accept_spread: crate::server::AcceptSpread::ReusePort,
             events_initial: 4096,
             events_max: 65536,
             events_shrink_after: Duration::from_secs(1),

@@ -176,13 +176,32 @@ impl Context<'_> {
     /// [`SendErrorKind::Full`](crate::SendErrorKind::Full) if its queued output would pass the
     /// hard limit ([`Builder::output_limits`](crate::Builder::output_limits)). The message comes
     /// back inside the error.
+    ///
+    /// With several [reactors](crate::Builder::reactors), `conn` may be served by another one
+    /// (a chat broadcasting to every client): the message then goes to that reactor's command
+    /// queue, in order with this reactor's other sends to it, as with
+    /// [`ServerHandle::send`]; a closed or full connection there is not reported (the message
+    /// is dropped).
     pub fn send(&mut self, conn: ConnId, msg: impl Into<Bytes>) -> Result<(), SendError> {
+        if conn.reactor() != self.core.index as usize {
+            return self.server().send(conn, msg);
+        }
         self.core.send(conn, msg.into())
     }
 
-    /// Closes `conn` once what is queued for it is written. Reading from it stops now.
+    /// Closes `conn` once what is queued for it is written. Reading from it stops now. With
+    /// several reactors, `conn` may be served by another one (see [`send`](Self::send)).
     pub fn close(&mut self, conn: ConnId) {
+        if conn.reactor() != self.core.index as usize {
+            return self.server().close(conn);
+        }
         self.core.close(conn, CloseReason::Local);
+    }
+
+    /// The index of the reactor running this callback (0 with one reactor; see
+    /// [`Builder::reactors`](crate::Builder::reactors)).
+    pub fn reactor(&self) -> usize {
+        self.core.index as usize
     }
 
     /// Ends `conn` now with a reset (RST) instead of a clean end of file, dropping what is
@@ -312,13 +331,13 @@ impl Context<'_> {
     /// A handle to the server, e.g. to stop it.
     pub fn server(&self) -> ServerHandle {
         ServerHandle {
-            shared: self.core.shared.clone(),
+            group: self.core.group.clone(),
         }
     }
 
-    /// Stops the server gracefully once this callback returns.
+    /// Stops the server (every reactor) gracefully once this callback returns.
     pub fn stop(&self) {
-        self.core.shared.stop();
+        self.core.group.stop();
     }
 
     /// Whether `conn` is open (and not closing).

@@ -2,9 +2,11 @@
 
 use std::fmt;
 
-/// Identifies one connection for its whole life, and never another one.
+/// Identifies one connection for its whole life, and never another one, server-wide.
 ///
-/// It pairs the slot the reactor keeps the connection in with a 64-bit generation that grows
+/// It names the reactor that serves the connection (see
+/// [`Builder::reactors`](crate::Builder::reactors); 0 with one reactor), and pairs the slot that
+/// reactor keeps the connection in with a 64-bit generation that grows
 /// each time the slot is reused, so an id (or a [`ConnHandle`](crate::ConnHandle)) kept after its
 /// connection closed can never reach a newer connection that got the same slot or the same fd
 /// number: at a million connections a second, all on one slot, the generation would take
@@ -14,6 +16,7 @@ use std::fmt;
 pub struct ConnId {
     generation: u64,
     slot: u32,
+    reactor: u16,
 }
 
 /// Bits of the generation carried in an epoll token (the token's top bit stays clear, so it
@@ -22,8 +25,17 @@ pub struct ConnId {
 const TOKEN_GENERATION_MASK: u64 = 0x7fff_ffff;
 
 impl ConnId {
-    pub(crate) fn new(slot: u32, generation: u64) -> ConnId {
-        ConnId { generation, slot }
+    pub(crate) fn new(reactor: u16, slot: u32, generation: u64) -> ConnId {
+        ConnId {
+            generation,
+            slot,
+            reactor,
+        }
+    }
+
+    /// The index of the reactor serving this connection (0 with one reactor).
+    pub fn reactor(self) -> usize {
+        self.reactor as usize
     }
 
     pub(crate) fn slot(self) -> usize {
@@ -50,20 +62,32 @@ impl ConnId {
     }
 
     /// The id as one number, e.g. for logs or maps: the generation in the high 64 bits, the
-    /// slot in the low 32.
+    /// reactor in the next 16, the slot in the low 32.
     pub fn as_u128(self) -> u128 {
-        ((self.generation as u128) << 64) | self.slot as u128
+        ((self.generation as u128) << 64) | ((self.reactor as u128) << 32) | self.slot as u128
     }
 }
 
 impl fmt::Debug for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnId({}.{})", self.slot, self.generation)
+        if self.reactor == 0 {
+            write!(f, "ConnId({}.{})", self.slot, self.generation)
+        } else {
+            write!(
+                f,
+                "ConnId({}/{}.{})",
+                self.reactor, self.slot, self.generation
+            )
+        }
     }
 }
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}.{}", self.slot, self.generation)
+        if self.reactor == 0 {
+            write!(f, "#{}.{}", self.slot, self.generation)
+        } else {
+            write!(f, "#{}/{}.{}", self.reactor, self.slot, self.generation)
+        }
     }
 }

@@ -95,7 +95,7 @@ pub use crate::config::Timeout;
 pub use crate::error::{CloseReason, SendError, SendErrorKind};
 pub use crate::handler::{ConnInfo, Context, Handler};
 pub use crate::id::ConnId;
-pub use crate::server::{make_listener, Builder, Server, ServerThread};
+pub use crate::server::{make_listener, AcceptSpread, Builder, Server, ServerThread};
 pub use crate::shared::{ConnHandle, ServerHandle, Stopped};
 pub use crate::signal::stop_on_signals;
 pub use crate::stats::{ClosedBy, Stats};

@@ -6,7 +6,7 @@ use crate::codec::Framing;
 use crate::config::{Config, Timeout};
 use crate::handler::{CallbackFace, Handler};
 use crate::reactor::{Face, ListenerSpec, Reactor};
-use crate::shared::{ServerHandle, Shared};
+use crate::shared::{Group, ServerHandle, Shared};
 use crate::sys::{self, FdLimit};
 use std::fmt;
 use std::io;
@@ -122,6 +122,7 @@ impl Builder {
                 face,
                 framing: None,
                 path_guard: None,
+                exclusive: false,
             });
             any = true;
         }
@@ -149,6 +150,7 @@ impl Builder {
             face,
             framing: None,
             path_guard: None,
+            exclusive: false,
         });
         Ok(self)
     }
@@ -161,6 +163,7 @@ impl Builder {
             face,
             framing: None,
             path_guard: Some(guard),
+            exclusive: false,
         });
         Ok(self)
     }
@@ -177,6 +180,7 @@ impl Builder {
             face,
             framing: None,
             path_guard: None,
+            exclusive: false,
         });
         Ok(self)
     }
@@ -366,9 +370,58 @@ impl Builder {
     }
 
     /// At most this many open connections; beyond it new ones wait in the kernel's backlog
-    /// until one closes (default unlimited).
+    /// until one closes (default unlimited). With several [reactors](Self::reactors) it bounds
+    /// the server as a whole.
     pub fn max_connections(mut self, max: usize) -> Builder {
         self.cfg.max_connections = max;
+        self
+    }
+
+    /// Runs `n` reactors (default 1): `n` threads, each with its own epoll instance, its own
+    /// connections and its own command queue, so a server uses `n` cores. `n = 1` is exactly
+    /// the single-reactor server.
+    ///
+    /// Each reactor accepts its own connections from every listener (see
+    /// [`accept_spread`](Self::accept_spread)), and serves them for their whole life: a
+    /// [`ConnId`](crate::ConnId) names its reactor, and handles route to it. The callback face
+    /// needs one handler per reactor, made by [`build_with`](Self::build_with) (so no lock is
+    /// needed on the hot path); [`Server::incoming`] merges every reactor's connections.
+    /// Stopping stops every reactor (each flushes under the shut-down deadline), timeouts and
+    /// the idle tick run per reactor, and [`ServerHandle::stats`] sums the reactors'
+    /// counters ([`ServerHandle::reactor_stats`] shows each).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use epoll_server::{Bytes, ConnId, Context, Handler, Server};
+    ///
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes) {
+    ///         let _ = ctx.send(conn, data);
+    ///     }
+    /// }
+    ///
+    /// let server = Server::builder()
+    ///     .reactors(2)
+    ///     .bind("127.0.0.1:0")?
+    ///     .build_with(|_reactor| Echo)?
+    ///     .spawn()?;
+    /// assert_eq!(server.handle().reactors(), 2);
+    /// server.stop_and_join()
+    /// # }
+    /// ```
+    pub fn reactors(mut self, n: usize) -> Builder {
+        self.cfg.reactors = n.clamp(1, u16::MAX as usize);
+        self
+    }
+
+    /// How several [reactors](Self::reactors) share each TCP listener (default
+    /// [`AcceptSpread::ReusePort`]; Unix listeners always use
+    /// [`AcceptSpread::SharedListener`]). See `docs/many-cores.md` for the measurements.
+    pub fn accept_spread(mut self, spread: AcceptSpread) -> Builder {
+        self.cfg.accept_spread = spread;
         self
     }
 
@@ -515,7 +568,10 @@ impl Builder {
         self
     }
 
-    fn into_server(mut self, handler: Box<dyn Handler>) -> io::Result<Server> {
+    fn into_server(
+        mut self,
+        mut handler: impl FnMut(usize) -> Box<dyn Handler>,
+    ) -> io::Result<Server> {
         let fd_limit = match self.cfg.max_fds {
             Some(n) => Some(sys::raise_nofile_limit(n)?),
             None => None,
@@ -527,22 +583,43 @@ impl Builder {
         }
         let addresses: Vec<Address> = self.listeners.iter().map(|l| l.addr.clone()).collect();
         let addrs = addresses.iter().filter_map(Address::as_tcp).collect();
-        let shared = Arc::new(Shared::new(crate::shared::Limits {
+        let n = self.cfg.reactors.max(1);
+        let limits = crate::shared::Limits {
             out_hard: self.cfg.out_hard_limit,
             out_high: self.cfg.out_high_water,
             inbound_high: self.cfg.inbound_high_water,
-        })?);
-        let (async_face, incoming) = AsyncFace::new(
-            shared.clone(),
+        };
+        let shared = (0..n)
+            .map(|_| Shared::new(limits).map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
+        let group = Arc::new(Group::new(shared.clone()));
+        let (async_faces, incoming) = AsyncFace::for_group(
+            &group,
             self.cfg.incoming_capacity,
             self.cfg.inbound_high_water,
         );
-        let faces: Vec<Box<dyn Face>> =
-            vec![Box::new(CallbackFace::new(handler)), Box::new(async_face)];
-        let reactor = Reactor::new(Arc::new(self.cfg), shared.clone(), faces, self.listeners)?;
+        let specs = spread_listeners(self.listeners, n, self.cfg.accept_spread, self.cfg.backlog)?;
+        let cfg = Arc::new(self.cfg);
+        let mut reactors = Vec::with_capacity(n);
+        for (index, ((async_face, specs), shared)) in
+            async_faces.into_iter().zip(specs).zip(shared).enumerate()
+        {
+            let faces: Vec<Box<dyn Face>> = vec![
+                Box::new(CallbackFace::new(handler(index))),
+                Box::new(async_face),
+            ];
+            reactors.push(Reactor::new(
+                cfg.clone(),
+                shared,
+                group.clone(),
+                index as u16,
+                faces,
+                specs,
+            )?);
+        }
         Ok(Server {
-            reactor,
-            handle: ServerHandle { shared },
+            reactors,
+            handle: ServerHandle { group },
             addrs,
             addresses,
             fd_limit,
@@ -554,9 +631,32 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// A failing `epoll_create1`, `eventfd`, `epoll_ctl` or `setrlimit`.
+    /// A failing `epoll_create1`, `eventfd`, `epoll_ctl` or `setrlimit`; `InvalidInput` with
+    /// several [reactors](Self::reactors), which need a handler each
+    /// ([`build_with`](Self::build_with)).
     pub fn build(self, handler: impl Handler) -> io::Result<Server> {
-        self.into_server(Box::new(handler))
+        if self.cfg.reactors > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "several reactors need a handler each: use Builder::build_with",
+            ));
+        }
+        let mut handler = Some(handler);
+        self.into_server(move |_| {
+            Box::new(handler.take().expect("one reactor, one handler")) as Box<dyn Handler>
+        })
+    }
+
+    /// Builds the server with a handler per [reactor](Self::reactors), made by `factory`
+    /// from the reactor's index (0 to n - 1). Each handler runs on its reactor's thread only,
+    /// for that reactor's connections, so none needs a lock; state shared between reactors
+    /// (a chat room, counters) is the application's, behind its own `Arc`.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_with<H: Handler>(self, mut factory: impl FnMut(usize) -> H) -> io::Result<Server> {
+        self.into_server(move |i| Box::new(factory(i)) as Box<dyn Handler>)
     }
 
     /// Builds a server whose connections are all taken through [`Server::incoming`]
@@ -564,10 +664,72 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// As [`build`](Self::build).
+    /// As [`build`](Self::build), except that any number of reactors works.
     pub fn build_async(self) -> io::Result<Server> {
-        self.into_server(Box::new(NoHandler))
+        self.into_server(|_| Box::new(NoHandler))
     }
+}
+
+/// How several reactors share a server's listeners (see [`Builder::reactors`] and
+/// [`Builder::accept_spread`]). With one reactor there is nothing to share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AcceptSpread {
+    /// Each reactor gets its own socket on every TCP listener's address, in one
+    /// `SO_REUSEPORT` group (the listener bound by the builder gets the option too): the kernel
+    /// spreads new connections over the reactors by a hash of their addresses, and no two
+    /// reactors ever touch the same accept queue. The default: the even spread measured.
+    #[default]
+    ReusePort,
+    /// One socket per listener, registered in every reactor with `EPOLLEXCLUSIVE`: a new
+    /// connection wakes one waiting reactor, which accepts what is queued. Unix listeners
+    /// always work this way (`SO_REUSEPORT` does not spread Unix connections).
+    SharedListener,
+}
+
+/// Gives each of `n` reactors its copy of every listener: its own `SO_REUSEPORT` socket (TCP,
+/// [`AcceptSpread::ReusePort`]) or a duplicate of the one socket, registered exclusively.
+/// Only reactor 0 removes a Unix socket file when it closes.
+fn spread_listeners(
+    specs: Vec<ListenerSpec>,
+    n: usize,
+    spread: AcceptSpread,
+    backlog: i32,
+) -> io::Result<Vec<Vec<ListenerSpec>>> {
+    let mut out: Vec<Vec<ListenerSpec>> = (0..n).map(|_| Vec::new()).collect();
+    for mut spec in specs {
+        if n == 1 {
+            out[0].push(spec);
+            continue;
+        }
+        let reuseport = match (&spec.addr, spread) {
+            (Address::Tcp(_), AcceptSpread::ReusePort) => true,
+            (_, AcceptSpread::ReusePort | AcceptSpread::SharedListener) => false,
+        };
+        if reuseport {
+            sys::set_reuseport(spec.fd.as_fd())?;
+        }
+        spec.exclusive = !reuseport;
+        for copies in out.iter_mut().skip(1) {
+            let fd = match (&spec.addr, reuseport) {
+                (Address::Tcp(addr), true) => sys::reuseport_listener(addr, backlog)?,
+                _ => spec
+                    .fd
+                    .try_clone()
+                    .map_err(|e| sys::context(e, "dup(listener)"))?,
+            };
+            copies.push(ListenerSpec {
+                fd,
+                addr: spec.addr.clone(),
+                face: spec.face,
+                framing: spec.framing.clone(),
+                path_guard: None,
+                exclusive: spec.exclusive,
+            });
+        }
+        out[0].push(spec);
+    }
+    Ok(out)
 }
 
 /// A built server: its listeners are bound, its loop not yet running.
@@ -575,7 +737,7 @@ impl Builder {
 /// Run it on the current thread with [`run`](Self::run) or on a thread of its own with
 /// [`spawn`](Self::spawn).
 pub struct Server {
-    reactor: Reactor,
+    reactors: Vec<Reactor>,
     handle: ServerHandle,
     addrs: Vec<SocketAddr>,
     addresses: Vec<Address>,
@@ -643,23 +805,44 @@ impl Server {
     /// # Errors
     ///
     /// Only if `epoll_wait` itself fails; errors of single connections go to the handler.
+    ///
+    /// With several [reactors](Builder::reactors), reactor 0 runs on the current thread and the
+    /// others on threads of their own (`epoll-server-1`, ...); it returns once all have stopped.
     pub fn run(self) -> io::Result<()> {
         let Server {
-            reactor, incoming, ..
+            reactors,
+            incoming,
+            handle,
+            ..
         } = self;
         // The server's own `Incoming` is not one the application can use.
         drop(incoming);
-        reactor.run()
+        let mut reactors = reactors.into_iter();
+        let first = reactors.next().expect("a server has a reactor");
+        let others = match spawn_reactors(reactors, 1) {
+            Ok(threads) => threads,
+            Err(e) => {
+                // Nothing runs the first reactor's stop otherwise: drop it (its guard ends it).
+                handle.stop();
+                return Err(e);
+            }
+        };
+        let result = first.run();
+        if result.is_err() {
+            handle.stop();
+        }
+        join_reactors(others).and(result)
     }
 
-    /// Runs the loop on a new thread named `epoll-server`.
+    /// Runs the loop on a new thread named `epoll-server` (with several
+    /// [reactors](Builder::reactors), one thread each: `epoll-server`, `epoll-server-1`, ...).
     ///
     /// # Errors
     ///
-    /// If the thread cannot be spawned.
+    /// If a thread cannot be spawned.
     pub fn spawn(self) -> io::Result<ServerThread> {
         let Server {
-            reactor,
+            reactors,
             handle,
             addrs,
             addresses,
@@ -667,14 +850,12 @@ impl Server {
             ..
         } = self;
         drop(incoming);
-        let thread = std::thread::Builder::new()
-            .name("epoll-server".into())
-            .spawn(move || reactor.run())?;
+        let threads = spawn_reactors(reactors.into_iter(), 0).inspect_err(|_| handle.stop())?;
         Ok(ServerThread {
             handle,
             addrs,
             addresses,
-            thread: Some(thread),
+            threads,
         })
     }
 }
@@ -691,7 +872,52 @@ pub struct ServerThread {
     handle: ServerHandle,
     addrs: Vec<SocketAddr>,
     addresses: Vec<Address>,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    /// One per reactor; empty once joined.
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+/// Starts `reactors` on threads of their own, numbered from `first`; if one cannot be spawned,
+/// the ones already running are stopped and joined.
+fn spawn_reactors(
+    reactors: impl Iterator<Item = Reactor>,
+    first: usize,
+) -> io::Result<Vec<JoinHandle<io::Result<()>>>> {
+    let mut threads = Vec::new();
+    for (i, reactor) in reactors.enumerate() {
+        let index = first + i;
+        let name = if index == 0 {
+            "epoll-server".to_string()
+        } else {
+            format!("epoll-server-{index}")
+        };
+        let stop = reactor.handle_to_stop();
+        match std::thread::Builder::new()
+            .name(name)
+            .spawn(move || reactor.run())
+        {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                stop.stop();
+                let _ = join_reactors(threads);
+                return Err(e);
+            }
+        }
+    }
+    Ok(threads)
+}
+
+/// Waits for every reactor thread; the first error wins.
+fn join_reactors(threads: Vec<JoinHandle<io::Result<()>>>) -> io::Result<()> {
+    let mut result = Ok(());
+    for t in threads {
+        let r = t
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the reactor thread panicked")));
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
 }
 
 impl ServerThread {
@@ -744,18 +970,13 @@ impl ServerThread {
     }
 
     fn join_inner(&mut self) -> io::Result<()> {
-        match self.thread.take() {
-            None => Ok(()),
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the reactor thread panicked"))),
-        }
+        join_reactors(std::mem::take(&mut self.threads))
     }
 }
 
 impl Drop for ServerThread {
     fn drop(&mut self) {
-        if self.thread.is_some() {
+        if !self.threads.is_empty() {
             self.handle.stop();
             if let Err(e) = self.join_inner() {
                 log::error!("{e}");

@@ -17,7 +17,8 @@ use crate::sys::EventFd;
 use bytes::Bytes;
 use std::fmt;
 use std::sync::atomic::{
-    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst,
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+    Ordering::{Relaxed, SeqCst},
 };
 use std::sync::{Arc, Mutex};
 
@@ -53,6 +54,59 @@ pub(crate) enum Command {
     InjectPanic,
     /// Open an outbound connection for the async face and send it (or the error) back.
     Connect(crate::addr::Address, crate::async_face::ConnectReply),
+    /// A send to a connection by its id, from another reactor's callback or a
+    /// [`ServerHandle`]: queued like `Context::send` on the connection's own reactor.
+    SendTo(ConnId, Bytes),
+    /// A close by id, from another reactor's callback or a [`ServerHandle`].
+    CloseId(ConnId),
+}
+
+/// Every reactor of one server (see [`Builder::reactors`](crate::Builder::reactors)): what a
+/// [`ServerHandle`] stops, sums and routes to.
+pub(crate) struct Group {
+    /// Each reactor's shared state, by reactor index.
+    pub(crate) reactors: Box<[Arc<Shared>]>,
+    /// Connections open over every reactor, counted only when `max_connections` bounds them
+    /// (the limit applies to the server as a whole).
+    pub(crate) open: AtomicUsize,
+    /// Where the next outbound connect of the async face goes (round-robin).
+    next_connect: AtomicUsize,
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("reactors", &self.reactors.len())
+            .finish()
+    }
+}
+
+impl Group {
+    pub(crate) fn new(reactors: Vec<Arc<Shared>>) -> Group {
+        Group {
+            reactors: reactors.into_boxed_slice(),
+            open: AtomicUsize::new(0),
+            next_connect: AtomicUsize::new(0),
+        }
+    }
+
+    /// The reactor that serves `id`, if the id names one of ours.
+    pub(crate) fn of(&self, id: ConnId) -> Option<&Arc<Shared>> {
+        self.reactors.get(id.reactor())
+    }
+
+    /// Async-signal-safe stop of every reactor: atomic stores and `write(2)`s, no allocation.
+    pub(crate) fn stop(&self) {
+        for r in self.reactors.iter() {
+            r.stop();
+        }
+    }
+
+    /// The reactor for the next outbound connect.
+    pub(crate) fn next_for_connect(&self) -> &Arc<Shared> {
+        let i = self.next_connect.fetch_add(1, Relaxed) % self.reactors.len();
+        &self.reactors[i]
+    }
 }
 
 /// State shared by the reactor and every handle of one server.
@@ -205,27 +259,63 @@ impl Shared {
 /// ```
 #[derive(Clone, Debug)]
 pub struct ServerHandle {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) group: Arc<Group>,
 }
 
 impl ServerHandle {
     /// Asks the server to stop gracefully: it stops accepting, writes what is queued (up to the
     /// shut-down deadline), closes every connection and returns from its loop.
     ///
-    /// Async-signal-safe: it is an atomic store and a `write(2)` to an eventfd, so it may be
-    /// called from a signal handler (see [`stop_on_signals`](crate::stop_on_signals)).
+    /// With several reactors, every one of them stops so, and the server has stopped once
+    /// all have.
+    ///
+    /// Async-signal-safe: it is an atomic store and a `write(2)` to an eventfd per reactor, so
+    /// it may be called from a signal handler (see [`stop_on_signals`](crate::stop_on_signals)).
     pub fn stop(&self) {
-        self.shared.stop();
+        self.group.stop();
     }
 
     /// Whether a stop was requested.
     pub fn is_stop_requested(&self) -> bool {
-        self.shared.is_stop_requested()
+        self.group.reactors.iter().any(|r| r.is_stop_requested())
     }
 
-    /// Whether the server's loop has returned.
+    /// Whether the server's loop has returned (every reactor's loop, with several).
     pub fn is_finished(&self) -> bool {
-        self.shared.is_finished()
+        self.group.reactors.iter().all(|r| r.is_finished())
+    }
+
+    /// The number of reactors (see [`Builder::reactors`](crate::Builder::reactors)).
+    pub fn reactors(&self) -> usize {
+        self.group.reactors.len()
+    }
+
+    /// Queues `msg` on connection `id`, whichever reactor serves it, from any thread: it goes
+    /// to that reactor's command queue and is written after what is queued for `id` before it
+    /// there. A [`ConnHandle`] does the same for one connection and also reports a closed or
+    /// full connection at once; this reports only an id that names no reactor of this server.
+    /// A send to a connection that closed meanwhile is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`SendErrorKind::Closed`] if `id` is not from this server or the server has stopped.
+    pub fn send(&self, id: ConnId, msg: impl Into<Bytes>) -> Result<(), SendError> {
+        let msg = msg.into();
+        match self.group.of(id) {
+            Some(r) if !r.is_finished() => {
+                r.push(Command::SendTo(id, msg));
+                Ok(())
+            }
+            _ => Err(SendError::new(SendErrorKind::Closed, msg)),
+        }
+    }
+
+    /// Closes connection `id`, whichever reactor serves it, once what is queued for it is
+    /// written. Nothing happens if it is already closed.
+    pub fn close(&self, id: ConnId) {
+        if let Some(r) = self.group.of(id) {
+            r.push(Command::CloseId(id));
+        }
     }
 
     /// A future that resolves once the server's loop has returned (after a graceful stop, or
@@ -252,7 +342,12 @@ impl ServerHandle {
     /// ```
     pub fn stopped(&self) -> Stopped {
         Stopped {
-            rx: Box::pin(self.shared.done_rx.clone()),
+            rx: self
+                .group
+                .reactors
+                .iter()
+                .map(|r| Box::pin(r.done_rx.clone()))
+                .collect(),
         }
     }
 
@@ -284,14 +379,25 @@ impl ServerHandle {
     /// # }
     /// ```
     pub fn stats(&self) -> crate::Stats {
-        self.shared.counters.snapshot()
+        self.reactor_stats()
+            .iter()
+            .fold(crate::Stats::default(), |sum, r| sum.sum(r))
     }
 
-    /// Makes the reactor thread panic on its next turn, to test that everything waiting on the
-    /// server fails or ends instead of hanging. Not for production use.
+    /// Each reactor's counters, by reactor index; [`stats`](Self::stats) is their sum.
+    pub fn reactor_stats(&self) -> Vec<crate::Stats> {
+        self.group
+            .reactors
+            .iter()
+            .map(|r| r.counters.snapshot())
+            .collect()
+    }
+
+    /// Makes the (first) reactor thread panic on its next turn, to test that everything
+    /// waiting on the server fails or ends instead of hanging. Not for production use.
     #[doc(hidden)]
     pub fn inject_panic(&self) {
-        self.shared.push(Command::InjectPanic);
+        self.group.reactors[0].push(Command::InjectPanic);
     }
 }
 
@@ -299,7 +405,8 @@ impl ServerHandle {
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
 pub struct Stopped {
-    rx: std::pin::Pin<Box<async_channel::Receiver<()>>>,
+    /// One per reactor; an ended one is removed.
+    rx: Vec<std::pin::Pin<Box<async_channel::Receiver<()>>>>,
 }
 
 impl std::future::Future for Stopped {
@@ -310,13 +417,19 @@ impl std::future::Future for Stopped {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<()> {
         use futures::Stream;
-        // Nothing is ever sent: the stream ends when the reactor closes the channel.
-        while let std::task::Poll::Ready(item) = self.rx.as_mut().poll_next(cx) {
-            if item.is_none() {
-                return std::task::Poll::Ready(());
+        // Nothing is ever sent: each stream ends when its reactor closes the channel.
+        self.rx.retain_mut(|rx| loop {
+            match rx.as_mut().poll_next(cx) {
+                std::task::Poll::Ready(None) => break false,
+                std::task::Poll::Ready(Some(())) => {}
+                std::task::Poll::Pending => break true,
             }
+        });
+        if self.rx.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
         }
-        std::task::Poll::Pending
     }
 }
 

@@ -1,13 +1,13 @@
 //! Stopping a server from a signal handler.
 
-use crate::shared::{ServerHandle, Shared};
+use crate::shared::{Group, ServerHandle};
 use crate::sys;
 use std::io;
 use std::sync::{Arc, OnceLock};
 
 /// Servers to stop when a registered signal arrives. Reading a set `OnceLock` is a plain atomic
 /// load, so the signal handler takes no lock and allocates nothing.
-static SERVERS: [OnceLock<&'static Shared>; 32] = [const { OnceLock::new() }; 32];
+static SERVERS: [OnceLock<&'static Group>; 32] = [const { OnceLock::new() }; 32];
 
 extern "C" fn on_signal(_signal: libc::c_int) {
     let saved = sys::errno();
@@ -57,8 +57,8 @@ extern "C" fn on_signal(_signal: libc::c_int) {
 /// # }
 /// ```
 pub fn stop_on_signals(handle: &ServerHandle, signals: &[i32]) -> io::Result<()> {
-    let leaked: &'static Arc<Shared> = Box::leak(Box::new(handle.shared.clone()));
-    let server: &'static Shared = leaked;
+    let leaked: &'static Arc<Group> = Box::leak(Box::new(handle.group.clone()));
+    let server: &'static Group = leaked;
     if !SERVERS.iter().any(|slot| slot.set(server).is_ok()) {
         return Err(io::Error::other(
             "stop_on_signals: 32 servers are already registered",

@@ -1,10 +1,14 @@
 //! Live counters of a server, read from any thread with [`ServerHandle::stats`].
 //!
+//! Each reactor keeps its own counters (its own cache lines: reactors never write a shared
+//! counter); [`ServerHandle::stats`] sums them and [`ServerHandle::reactor_stats`] shows each.
+//!
 //! The reactor thread is the only writer: each update is a relaxed load and store of one
 //! counter (no locked instruction), and a snapshot reads each counter once. Each counter is
 //! exact; a snapshot taken while the loop runs may mix counters of two adjacent moments.
 //!
 //! [`ServerHandle::stats`]: crate::ServerHandle::stats
+//! [`ServerHandle::reactor_stats`]: crate::ServerHandle::reactor_stats
 
 use crate::error::CloseReason;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -70,6 +74,35 @@ impl ClosedBy {
     /// Every closed connection.
     pub fn total(&self) -> u64 {
         self.peer_closed + self.reset + self.local + self.error + self.shutdown + self.timed_out
+    }
+}
+
+impl Stats {
+    /// Field-wise sum, for a server's total over its reactors.
+    pub(crate) fn sum(&self, o: &Stats) -> Stats {
+        Stats {
+            open: self.open + o.open,
+            accepted: self.accepted + o.accepted,
+            connected: self.connected + o.connected,
+            connect_errors: self.connect_errors + o.connect_errors,
+            closed: ClosedBy {
+                peer_closed: self.closed.peer_closed + o.closed.peer_closed,
+                reset: self.closed.reset + o.closed.reset,
+                local: self.closed.local + o.closed.local,
+                error: self.closed.error + o.closed.error,
+                shutdown: self.closed.shutdown + o.closed.shutdown,
+                timed_out: self.closed.timed_out + o.closed.timed_out,
+            },
+            bytes_read: self.bytes_read + o.bytes_read,
+            bytes_written: self.bytes_written + o.bytes_written,
+            queued_output_bytes: self.queued_output_bytes + o.queued_output_bytes,
+            paused_for_backpressure: self.paused_for_backpressure + o.paused_for_backpressure,
+            accept_errors: self.accept_errors + o.accept_errors,
+            accept_backoffs: self.accept_backoffs + o.accept_backoffs,
+            loop_turns: self.loop_turns + o.loop_turns,
+            events: self.events + o.events,
+            event_buffer: self.event_buffer + o.event_buffer,
+        }
     }
 }
 

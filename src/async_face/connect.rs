@@ -77,11 +77,13 @@ impl ServerHandle {
     /// ```
     pub fn connect(&self, addr: impl Into<Address>) -> Connect {
         let (tx, rx) = oneshot::channel();
-        self.shared.push(Command::Connect(addr.into(), tx));
-        if self.shared.is_finished() {
+        // With several reactors, connects are spread over them in turn.
+        let reactor = self.group.next_for_connect();
+        reactor.push(Command::Connect(addr.into(), tx));
+        if reactor.is_finished() {
             // The loop is over (or ends right now and may have missed this command): drop the
             // queue, so the reply is dropped and the future fails instead of waiting forever.
-            self.shared.discard_commands();
+            reactor.discard_commands();
         }
         Connect { rx }
     }

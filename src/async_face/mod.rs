@@ -36,13 +36,13 @@ use crate::error::CloseReason;
 use crate::handler::ConnInfo;
 use crate::id::ConnId;
 use crate::reactor::{Closed, Core, Extra, Face};
-use crate::shared::{Command, ConnShared, Shared};
+use crate::shared::{Command, ConnShared, Group};
 use bytes::Bytes;
 use futures::{Sink, Stream};
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -127,21 +127,25 @@ impl Sink<Bytes> for Connection {
     }
 }
 
-/// State the [`Incoming`] stream shares with the reactor.
+/// State the [`Incoming`] stream shares with the reactors (one queue for all of them).
 #[derive(Debug)]
 struct AcceptGate {
-    server: Arc<Shared>,
-    /// The reactor stopped accepting because `incoming` was full.
-    paused: AtomicBool,
+    group: Arc<Group>,
+    /// By reactor: it stopped accepting because `incoming` was full.
+    paused: Box<[AtomicBool]>,
+    /// Reactors whose async face still delivers: the queue closes when the last one stops.
+    live: AtomicUsize,
 }
 
-/// Tells the reactor when the last [`Incoming`] is dropped.
+/// Tells every reactor when the last [`Incoming`] is dropped.
 #[derive(Debug)]
-struct IncomingAlive(Arc<Shared>);
+struct IncomingAlive(Arc<Group>);
 
 impl Drop for IncomingAlive {
     fn drop(&mut self) {
-        self.0.push(Command::IncomingDropped);
+        for r in self.0.reactors.iter() {
+            r.push(Command::IncomingDropped);
+        }
     }
 }
 
@@ -153,6 +157,8 @@ impl Drop for IncomingAlive {
 /// [`Server`](crate::Server) holds until it runs), nobody can take async connections any more:
 /// the connections waiting in the queue are closed, and the async listeners are closed too,
 /// so new clients are refused by the kernel instead of waiting forever (a warning is logged).
+///
+/// With several [reactors](crate::Builder::reactors), it merges every reactor's connections.
 #[derive(Debug)]
 pub struct Incoming {
     // Boxed so `Incoming` is `Unpin`.
@@ -177,8 +183,10 @@ impl Stream for Incoming {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Connection>> {
         let item = self.rx.as_mut().poll_next(cx);
         if let Poll::Ready(Some(_)) = item {
-            if self.gate.paused.swap(false, SeqCst) {
-                self.gate.server.push(Command::AcceptResume);
+            for (flag, reactor) in self.gate.paused.iter().zip(self.gate.group.reactors.iter()) {
+                if flag.load(SeqCst) && flag.swap(false, SeqCst) {
+                    reactor.push(Command::AcceptResume);
+                }
             }
         }
         item
@@ -193,6 +201,10 @@ pub(crate) struct AsyncFace {
     /// Every `Incoming` is gone: new async connections are closed at once.
     abandoned: bool,
     gate: Arc<AcceptGate>,
+    /// This reactor's index (its flag in the gate).
+    index: usize,
+    /// This face stopped delivering (and counted itself out of `gate.live`).
+    ended: bool,
     inbound_high_water: usize,
     /// Frames accepted this turn, delivered at its end.
     pending: Vec<(ConnId, Bytes)>,
@@ -201,34 +213,49 @@ pub(crate) struct AsyncFace {
 }
 
 impl AsyncFace {
-    pub(crate) fn new(
-        server: Arc<Shared>,
+    /// The async face of every reactor of `group`, and the one `Incoming` they all feed.
+    pub(crate) fn for_group(
+        group: &Arc<Group>,
         capacity: usize,
         inbound_high_water: usize,
-    ) -> (AsyncFace, Incoming) {
+    ) -> (Vec<AsyncFace>, Incoming) {
         let (tx, rx) = async_channel::bounded(capacity.max(1));
+        let n = group.reactors.len();
         let gate = Arc::new(AcceptGate {
-            server,
-            paused: AtomicBool::new(false),
+            group: group.clone(),
+            paused: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            live: AtomicUsize::new(n),
         });
-        let face = AsyncFace {
-            tx,
-            rx: rx.clone(),
-            abandoned: false,
-            gate: gate.clone(),
-            inbound_high_water,
-            pending: Vec::new(),
-            connects: HashMap::new(),
-        };
-        let alive = Arc::new(IncomingAlive(gate.server.clone()));
+        let faces = (0..n)
+            .map(|index| AsyncFace {
+                tx: tx.clone(),
+                rx: rx.clone(),
+                abandoned: false,
+                gate: gate.clone(),
+                index,
+                ended: false,
+                inbound_high_water,
+                pending: Vec::new(),
+                connects: HashMap::new(),
+            })
+            .collect();
+        let alive = Arc::new(IncomingAlive(group.clone()));
         (
-            face,
+            faces,
             Incoming {
                 rx: Box::pin(rx),
                 gate,
                 _alive: alive,
             },
         )
+    }
+
+    /// This reactor delivers no more connections; the queue closes (so `Incoming` ends once
+    /// drained) when no reactor does.
+    fn end(&mut self) {
+        if !std::mem::replace(&mut self.ended, true) && self.gate.live.fetch_sub(1, SeqCst) == 1 {
+            self.tx.close();
+        }
     }
 
     /// Accepts a frame for the consumer, or gives it back if the consumer is over its bound.
@@ -425,14 +452,14 @@ impl Face for AsyncFace {
         if !self.tx.is_full() {
             return true;
         }
-        self.gate.paused.store(true, SeqCst);
+        self.gate.paused[self.index].store(true, SeqCst);
         // Look again after flagging: a consumer that took one in between saw no flag.
         !self.tx.is_full()
     }
 
     fn stopping(&mut self, _core: &mut Core) {
-        // `Incoming` ends once it has yielded what was already accepted.
-        self.tx.close();
+        // `Incoming` ends once it has yielded what was already accepted (by every reactor).
+        self.end();
     }
 
     fn incoming_dropped(&mut self, core: &mut Core) {
@@ -451,7 +478,7 @@ impl Face for AsyncFace {
     }
 
     fn abandon(&mut self) {
-        self.tx.close();
+        self.end();
         self.pending.clear();
         // Dropping the replies fails their `Connect` futures.
         self.connects.clear();

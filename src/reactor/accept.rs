@@ -97,12 +97,24 @@ impl Reactor {
             l.hot = false;
             l.retry_at = None;
             let face = l.face;
-            if self.core.len() >= self.core.cfg.max_connections || !self.faces[face].can_accept() {
-                // Held back by a limit: the backlog waits in the kernel; a close or the
-                // consumer taking a connection sets `slot_freed`.
+            if !self.faces[face].can_accept() {
+                // Held back by the async consumer: taking a connection resumes accepting.
                 return;
             }
-            match sys::accept(l.fd.as_fd()) {
+            if !self.core.reserve() {
+                // Held back by the limit: the backlog waits in the kernel; a close here sets
+                // `slot_freed`. A close on another reactor does not reach this one: look
+                // again after the shortest back-off.
+                if self.core.group.reactors.len() > 1 {
+                    l.retry_at = Some(Instant::now() + self.core.cfg.accept_backoff_min);
+                }
+                return;
+            }
+            let accepted = sys::accept(l.fd.as_fd());
+            if accepted.is_err() {
+                self.core.unreserve();
+            }
+            match accepted {
                 Ok((fd, peer)) => {
                     l.backoff = self.core.cfg.accept_backoff_min;
                     l.reported = false;
@@ -194,6 +206,7 @@ impl Reactor {
                         log::debug!("{e}");
                     }
                     drop(conn);
+                    self.core.unreserve();
                     let err =
                         io::Error::new(e.kind(), format!("connection from {peer} refused: {e}"));
                     self.faces[face].error(&mut self.core, None, err);

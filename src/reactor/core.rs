@@ -99,6 +99,10 @@ pub(crate) struct Core {
     pub(crate) cfg: Arc<Config>,
     pub(crate) epoll: Epoll,
     pub(crate) shared: Arc<Shared>,
+    /// Every reactor of the server (this one at `index`).
+    pub(crate) group: Arc<crate::shared::Group>,
+    /// This reactor's index: every id it hands out names it, and it serves no other ids.
+    pub(crate) index: u16,
     slots: Vec<Slot>,
     /// Free slots, reused first-in first-out, so churn spreads over every free slot.
     free: VecDeque<u32>,
@@ -128,11 +132,19 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(cfg: Arc<Config>, epoll: Epoll, shared: Arc<Shared>) -> Core {
+    pub(crate) fn new(
+        cfg: Arc<Config>,
+        epoll: Epoll,
+        shared: Arc<Shared>,
+        group: Arc<crate::shared::Group>,
+        index: u16,
+    ) -> Core {
         Core {
             cfg,
             epoll,
             shared,
+            group,
+            index,
             slots: Vec::new(),
             free: VecDeque::new(),
             count: 0,
@@ -160,25 +172,57 @@ impl Core {
         self.epoch + std::time::Duration::from_millis(ms.saturating_sub(1))
     }
 
-    /// Open connections.
+    /// Open connections of this reactor.
     pub(crate) fn len(&self) -> usize {
         self.count
     }
 
-    /// Takes a slot for `conn` and returns its id.
+    /// Whether the server-wide count is kept: `max_connections` bounds several reactors.
+    fn counts_globally(&self) -> bool {
+        self.group.reactors.len() > 1 && self.cfg.max_connections != usize::MAX
+    }
+
+    /// Takes room for one more connection under `max_connections`, which applies to the server
+    /// as a whole: with several reactors, a compare-and-swap on the server-wide count, so the
+    /// reactors together never pass it. The room is given back by [`unreserve`](Self::unreserve)
+    /// if no connection is inserted after all, else when the connection closes.
+    pub(crate) fn reserve(&self) -> bool {
+        let max = self.cfg.max_connections;
+        if !self.counts_globally() {
+            return self.count < max;
+        }
+        self.group
+            .open
+            .fetch_update(SeqCst, SeqCst, |n| (n < max).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// Gives back room taken by [`reserve`](Self::reserve) for a connection that was not made.
+    pub(crate) fn unreserve(&self) {
+        self.counted_close(1);
+    }
+
+    /// `n` connections of this reactor ended: the server-wide count goes down too.
+    fn counted_close(&self, n: usize) {
+        if self.counts_globally() {
+            self.group.open.fetch_sub(n, SeqCst);
+        }
+    }
+
+    /// Takes a slot for `conn` (room taken with [`reserve`](Self::reserve)) and returns its id.
     pub(crate) fn insert(&mut self, conn: Conn) -> ConnId {
         self.count += 1;
         if let Some(slot) = self.free.pop_front() {
             let s = &mut self.slots[slot as usize];
             s.conn = Some(conn);
-            return ConnId::new(slot, s.generation);
+            return ConnId::new(self.index, slot, s.generation);
         }
         let slot = self.slots.len() as u32;
         self.slots.push(Slot {
             generation: 1,
             conn: Some(conn),
         });
-        ConnId::new(slot, 1)
+        ConnId::new(self.index, slot, 1)
     }
 
     /// The connection an epoll token names, if it is still the same one.
@@ -187,10 +231,13 @@ impl Core {
         let s = self.slots.get(slot)?;
         s.conn.as_ref()?;
         ConnId::token_matches(s.generation, generation_bits)
-            .then(|| ConnId::new(slot as u32, s.generation))
+            .then(|| ConnId::new(self.index, slot as u32, s.generation))
     }
 
     pub(crate) fn get(&self, id: ConnId) -> Option<&Conn> {
+        if id.reactor() != self.index as usize {
+            return None;
+        }
         let s = self.slots.get(id.slot())?;
         if s.generation != id.generation() {
             return None;
@@ -199,6 +246,9 @@ impl Core {
     }
 
     pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        if id.reactor() != self.index as usize {
+            return None;
+        }
         let s = self.slots.get_mut(id.slot())?;
         if s.generation != id.generation() {
             return None;
@@ -212,7 +262,7 @@ impl Core {
             .iter()
             .enumerate()
             .filter(|(_, s)| s.conn.is_some())
-            .map(|(i, s)| ConnId::new(i as u32, s.generation))
+            .map(|(i, s)| ConnId::new(self.index, i as u32, s.generation))
             .collect()
     }
 
@@ -519,6 +569,7 @@ impl Core {
         s.generation = s.generation.wrapping_add(1).max(1);
         self.free.push_back(id.slot() as u32);
         self.count -= 1;
+        self.counted_close(1);
         self.slot_freed = true;
         let counters = &self.shared.counters;
         if conn.connecting {
@@ -596,6 +647,7 @@ impl Core {
                 }
             }
         }
+        self.counted_close(self.count);
         self.count = 0;
     }
 
@@ -795,14 +847,16 @@ impl Core {
                 "the server is stopping: no new connections",
             ));
         }
-        if self.count >= self.cfg.max_connections {
+        if !self.reserve() {
             return Err(io::Error::new(
                 io::ErrorKind::OutOfMemory,
                 format!("connect({addr}): max_connections reached"),
             ));
         }
-        let (fd, failed) =
-            sys::connect(addr).map_err(|e| sys::context(e, &format!("connect({addr})")))?;
+        let (fd, failed) = sys::connect(addr).map_err(|e| {
+            self.unreserve();
+            sys::context(e, &format!("connect({addr})"))
+        })?;
         if addr.as_tcp().is_some() {
             self.tune_tcp(fd.as_fd());
         }

@@ -126,6 +126,9 @@ pub(crate) struct ListenerSpec {
     pub(crate) framing: Option<crate::codec::Framing>,
     /// Removes a Unix listener's socket file when the listener closes.
     pub(crate) path_guard: Option<crate::server::UnixPathGuard>,
+    /// The listening socket is shared with other reactors (a `dup` of one socket): register
+    /// it with `EPOLLEXCLUSIVE`, so a new connection wakes one reactor, not all.
+    pub(crate) exclusive: bool,
 }
 
 /// Entries of room a per-turn work list keeps when an idle server trims it.
@@ -177,9 +180,12 @@ impl Drop for Reactor {
 }
 
 impl Reactor {
+    /// Reactor `index` of `group` (whose shared state at `index` is `shared`).
     pub(crate) fn new(
         cfg: Arc<Config>,
         shared: Arc<Shared>,
+        group: Arc<crate::shared::Group>,
+        index: u16,
         faces: Vec<Box<dyn Face>>,
         specs: Vec<ListenerSpec>,
     ) -> io::Result<Reactor> {
@@ -188,7 +194,12 @@ impl Reactor {
         epoll.add(shared.eventfd().as_fd(), et, WAKER_TOKEN)?;
         let mut listeners = Vec::new();
         for (i, spec) in specs.into_iter().enumerate() {
-            epoll.add(spec.fd.as_fd(), et, LISTENER_BASE - i as u64)?;
+            let events = if spec.exclusive {
+                et | sys::EV_EXCLUSIVE
+            } else {
+                et
+            };
+            epoll.add(spec.fd.as_fd(), events, LISTENER_BASE - i as u64)?;
             listeners.push(Some(Listener::new(spec, &cfg)));
         }
         let events = vec![sys::empty_event(); cfg.events_initial.max(1)];
@@ -197,7 +208,7 @@ impl Reactor {
         let next_tick = cfg.tick.map(|t| Instant::now() + t);
         crate::stats::set(&shared.counters.event_buffer, events.len() as u64);
         Ok(Reactor {
-            core: Core::new(cfg, epoll, shared),
+            core: Core::new(cfg, epoll, shared, group, index),
             faces,
             listeners,
             scratch,
@@ -213,6 +224,11 @@ impl Reactor {
             started: false,
             finished: false,
         })
+    }
+
+    /// What stops this reactor's server (every reactor of it).
+    pub(crate) fn handle_to_stop(&self) -> Arc<crate::shared::Group> {
+        self.core.group.clone()
     }
 
     /// Runs until stopped. Returns an error only if `epoll_wait` itself fails.
@@ -679,6 +695,12 @@ impl Reactor {
                 }
                 Command::IncomingDropped => self.incoming_dropped(),
                 Command::InjectPanic => panic!("panic injected by ServerHandle::inject_panic"),
+                Command::SendTo(id, msg) => {
+                    if let Err(e) = self.core.send(id, msg) {
+                        log::debug!("send to {id} (routed by id): {e}");
+                    }
+                }
+                Command::CloseId(id) => self.core.close(id, CloseReason::Local),
                 Command::Connect(addr, reply) => {
                     let face = crate::server::ASYNC_FACE;
                     match self.core.connect(&addr, face) {

@@ -115,7 +115,7 @@ mod tests {
     use super::*;
 
     fn id(n: u32) -> ConnId {
-        ConnId::new(n, 1)
+        ConnId::new(0, n, 1)
     }
 
     #[test]

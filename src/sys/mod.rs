@@ -60,6 +60,8 @@ pub(crate) const EV_RDHUP: u32 = libc::EPOLLRDHUP as u32;
 pub(crate) const EV_HUP: u32 = libc::EPOLLHUP as u32;
 pub(crate) const EV_ERR: u32 = libc::EPOLLERR as u32;
 pub(crate) const EV_ET: u32 = libc::EPOLLET as u32;
+/// Wake only one of the epoll instances waiting on a shared listener (Linux 4.5+).
+pub(crate) const EV_EXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
 /// TCP urgent data arrived (the read stops short at its mark).
 pub(crate) const EV_PRI: u32 = libc::EPOLLPRI as u32;
 
@@ -287,6 +289,11 @@ fn set_int_opt(
 /// # References
 /// <https://man7.org/linux/man-pages/man2/listen.2.html>
 pub(crate) fn listener(addr: &SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    listener_with(addr, backlog, false)
+}
+
+/// [`listener`], with `SO_REUSEPORT` set before `bind` if `reuseport`.
+fn listener_with(addr: &SocketAddr, backlog: i32, reuseport: bool) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -306,6 +313,9 @@ pub(crate) fn listener(addr: &SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     use std::os::fd::AsFd;
     set_int_opt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
         .map_err(|e| context(e, "setsockopt(SO_REUSEADDR)"))?;
+    if reuseport {
+        set_reuseport(fd.as_fd())?;
+    }
     if addr.is_ipv6() {
         set_int_opt(fd.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)
             .map_err(|e| context(e, "setsockopt(IPV6_V6ONLY)"))?;
@@ -601,6 +611,21 @@ impl SharedFd {
         let fd = unsafe { BorrowedFd::borrow_raw(raw) };
         Some(send_vectored(fd, bufs))
     }
+}
+
+/// Sets `SO_REUSEPORT` on a socket, so other sockets with it set may bind the same address and
+/// the kernel spreads new connections over their listen queues. On a listening socket that was
+/// bound without it, it takes effect for the sockets that bind after (Linux joins them into one
+/// group when they listen).
+pub(crate) fn set_reuseport(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
+        .map_err(|e| context(e, "setsockopt(SO_REUSEPORT)"))
+}
+
+/// Another listening socket on `addr` in the `SO_REUSEPORT` group of a socket already
+/// listening there (which must have [`set_reuseport`] set): non-blocking, close-on-exec.
+pub(crate) fn reuseport_listener(addr: &SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    listener_with(addr, backlog, true)
 }
 
 /// `shutdown(SHUT_WR)`: sends FIN after the queued bytes; reading still works.
