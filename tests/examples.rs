@@ -121,3 +121,89 @@ fn chat_example_exits_on_sigterm() {
     let status = example.stop_with("TERM", EXIT_WITHIN);
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }
+
+#[test]
+fn chat_example_broadcasts_across_reactors_in_order_per_sender() {
+    chat_across_reactors(Example::start("chat", &["--reactors", "2"]));
+}
+
+#[test]
+fn chat_async_example_broadcasts_across_reactors_in_order_per_sender() {
+    chat_across_reactors(Example::start("chat_async", &["--reactors", "2"]));
+}
+
+/// Clients join with empty names, so each is named after its id (`guest#0.1`,
+/// `guest#1/0.1`: the id names the reactor), until both reactors have two; then one client of
+/// each reactor sends 30 numbered lines at once, and every client must get the other
+/// senders' lines, each sender's in order.
+fn chat_across_reactors(example: Example) {
+    use std::io::BufRead;
+    let mut clients: Vec<(String, std::io::BufReader<TcpStream>)> = Vec::new();
+    let reactor_of = |name: &str| usize::from(name.contains('/'));
+    let count = |clients: &Vec<(String, _)>, r: usize| {
+        clients.iter().filter(|(n, _)| reactor_of(n) == r).count()
+    };
+    while count(&clients, 0) < 2 || count(&clients, 1) < 2 {
+        assert!(clients.len() < 40, "every client went to one reactor");
+        let mut c = connect(example.addr);
+        expect_text(&mut c, "enter your name: ");
+        c.write_all(b"\n").unwrap();
+        let mut reader = std::io::BufReader::new(c);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let name = line
+            .strip_prefix("welcome, ")
+            .unwrap_or_else(|| panic!("welcome line, got {line:?}"))
+            .trim_end()
+            .to_string();
+        clients.push((name, reader));
+    }
+    let senders: Vec<usize> = (0..2)
+        .map(|r| {
+            clients
+                .iter()
+                .position(|(n, _)| reactor_of(n) == r)
+                .unwrap()
+        })
+        .collect();
+    const LINES: usize = 30;
+    for n in 0..LINES {
+        for &s in &senders {
+            let text = format!("line {n}\n");
+            clients[s].1.get_mut().write_all(text.as_bytes()).unwrap();
+        }
+    }
+    let names: Vec<String> = clients.iter().map(|(n, _)| n.clone()).collect();
+    for (i, (name, reader)) in clients.iter_mut().enumerate() {
+        let expected: Vec<usize> = senders.iter().copied().filter(|&s| s != i).collect();
+        let mut next = vec![0usize; senders.len()];
+        let done = |next: &Vec<usize>| {
+            senders
+                .iter()
+                .zip(next)
+                .all(|(&s, &n)| s == i || n == LINES)
+        };
+        while !done(&next) {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            assert!(!line.is_empty(), "{name}: the server closed the chat");
+            if line.starts_with("* ") {
+                continue; // a join announcement
+            }
+            let (from, text) = line.trim_end().split_once(": ").expect("name: line");
+            let k = senders
+                .iter()
+                .position(|&s| names[s] == from)
+                .unwrap_or_else(|| panic!("{name}: a line from a non-sender {from}"));
+            assert!(expected.contains(&senders[k]), "{name} heard itself");
+            assert_eq!(
+                text,
+                format!("line {}", next[k]),
+                "{name}: {from}'s lines out of order"
+            );
+            next[k] += 1;
+        }
+    }
+    let status = example.stop_with("TERM", EXIT_WITHIN);
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}

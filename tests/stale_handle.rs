@@ -168,3 +168,94 @@ fn freed_slots_are_reused_first_in_first_out() {
     );
     assert_ne!(d_id, ids[0]);
 }
+
+/// With several reactors, ids carry their reactor: a kept id or handle of a closed connection
+/// reaches nobody, not a newer connection in its slot on its reactor, not the connection with
+/// the same slot and generation on another reactor, and not through routing from another
+/// reactor's callback or the server handle.
+#[test]
+fn stale_ids_and_handles_reach_nobody_with_several_reactors() {
+    use epoll_server::{Bytes, ConnInfo, Context, Handler};
+    use std::sync::{Arc, Mutex};
+
+    /// Every handler shares the first connection's id; "poke" sends to it from wherever.
+    struct Poker {
+        first: Arc<Mutex<Option<ConnId>>>,
+        opened: mpsc::Sender<(ConnId, ConnHandle)>,
+    }
+    impl Handler for Poker {
+        fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnInfo) {
+            self.first.lock().unwrap().get_or_insert(conn.id);
+            let _ = self.opened.send((conn.id, ctx.handle(conn.id).unwrap()));
+        }
+        fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes) {
+            if &data[..] == b"poke" {
+                let first = self.first.lock().unwrap().expect("a first connection");
+                // Routed to the first connection's reactor if it is another one: accepted
+                // there for delivery, then dropped since that connection is gone.
+                let _ = ctx.send(first, "stale");
+                ctx.send(conn, "poked").unwrap();
+            } else {
+                common::echo(ctx, conn, data);
+            }
+        }
+    }
+    let first = Arc::new(Mutex::new(None));
+    let (opened_tx, opened) = mpsc::channel();
+    let server = Builder::new()
+        .reactors(2)
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .build_with(|_| Poker {
+            first: first.clone(),
+            opened: opened_tx.clone(),
+        })
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let addr = server.local_addr();
+    let handle = server.handle();
+
+    let mut a = connect(addr);
+    let (a_id, a_handle) = opened.recv_timeout(common::TIMEOUT).unwrap();
+    assert_echo(&mut a, b"a");
+    drop(a);
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    while !a_handle.is_closed() {
+        assert!(std::time::Instant::now() < deadline, "a never closed");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // New connections on both reactors, one of them in a's slot with the next generation.
+    let mut others = Vec::new();
+    let mut reactors = std::collections::HashSet::new();
+    while others.len() < 8 || reactors.len() < 2 {
+        assert!(others.len() < 64, "every connection went to one reactor");
+        let mut c = connect(addr);
+        let (id, _) = opened.recv_timeout(common::TIMEOUT).unwrap();
+        assert_ne!(id, a_id, "a stale id was handed out again");
+        assert_echo(&mut c, b"hi");
+        reactors.insert(id.reactor());
+        others.push((id, c));
+    }
+    // Poke from a connection on the other reactor than a's (routing), and from one on a's.
+    for (id, c) in others.iter_mut() {
+        if id.reactor() != a_id.reactor() {
+            std::io::Write::write_all(c, b"poke").unwrap();
+            let mut got = [0u8; 5];
+            c.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"poked");
+            break;
+        }
+    }
+    handle.send(a_id, "stale").unwrap(); // routed by id, then dropped
+    assert_eq!(
+        a_handle.send("stale").unwrap_err().kind(),
+        SendErrorKind::Closed
+    );
+    handle.close(a_id); // must close nobody
+    for (_, c) in others.iter_mut() {
+        assert_nothing_to_read(c, Duration::from_millis(50));
+        assert_echo(c, b"still here");
+    }
+    server.stop_and_join().unwrap();
+}
