@@ -1,7 +1,9 @@
 //! The async face: each connection is a [`Stream`](futures::Stream) of inbound buffers and a
-//! [`Sink`](futures::Sink) for outbound ones, carried over `async-channel`, so any executor can
-//! drive them (tokio, smol, `futures::executor`, ...). No runtime is inside the crate: the
-//! reactor thread does the I/O and the channels' wakers cross to the executor.
+//! [`Sink`](futures::Sink) for outbound ones, handed over with plain wakers (`async-channel`
+//! for accepted connections and the command queue, a one-consumer queue per connection for
+//! inbound frames), so any executor can drive them (tokio, smol, `futures::executor`, ...). No
+//! runtime is inside the crate: the reactor thread does the I/O and the wakers cross to the
+//! executor.
 //!
 //! # Hand-offs
 //!
