@@ -36,16 +36,19 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn echo_400_connections(spread: AcceptSpread) {
-    let server = Builder::new()
-        .reactors(2)
-        .accept_spread(spread)
+/// Binds 127.0.0.1:0 on `builder` and runs it with a handler per reactor made by `make`.
+fn serve<H: Handler>(builder: Builder, make: impl FnMut(usize) -> H) -> epoll_server::ServerThread {
+    builder
         .bind("127.0.0.1:0")
         .unwrap()
-        .build_with(|_| Echo)
+        .build_with(make)
         .unwrap()
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+fn echo_400_connections(spread: AcceptSpread) {
+    let server = serve(Builder::new().reactors(2).accept_spread(spread), |_| Echo);
     let addr = server.local_addr();
     let mut clients: Vec<TcpStream> = (0..400).map(|_| connect(addr)).collect();
     // Every client sends a different 4 KiB, interleaved, then reads its own back.
@@ -90,15 +93,7 @@ fn reuseport_spreads_connections_within_ten_percent_of_even() {
     // A hash of the 4-tuple picks the reactor: with 2,000 connections from one address, 10 %
     // of even is 4.5 standard deviations of a fair split.
     const N: usize = 2000;
-    let server = Builder::new()
-        .reactors(2)
-        .max_fds(8192)
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .build_with(|_| Echo)
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = serve(Builder::new().reactors(2).max_fds(8192), |_| Echo);
     let addr = server.local_addr();
     let mut held = Vec::with_capacity(N);
     for _ in 0..N {
@@ -179,14 +174,9 @@ impl Handler for Broadcast {
 #[test]
 fn context_send_reaches_members_on_every_reactor_in_order_per_sender() {
     let room = Arc::new(Mutex::new(Vec::new()));
-    let server = Builder::new()
-        .reactors(2)
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .build_with(|_| Broadcast { room: room.clone() })
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = serve(Builder::new().reactors(2), |_| Broadcast {
+        room: room.clone(),
+    });
     let addr = server.local_addr();
     let handle = server.handle();
     // Enough clients that both reactors have some (checked, not assumed).
@@ -234,14 +224,7 @@ fn server_handle_routes_sends_and_closes_by_id_and_stale_ids_reach_nobody() {
         }
         fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
     }
-    let server = Builder::new()
-        .reactors(2)
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .build_with(|_| Opened(tx.clone()))
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = serve(Builder::new().reactors(2), |_| Opened(tx.clone()));
     let addr = server.local_addr();
     let handle = server.handle();
     // Connect until each reactor has a connection in its slot 0 (the same slot and generation
@@ -304,15 +287,7 @@ fn max_connections_bounds_the_whole_server() {
         }
         fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
     }
-    let server = Builder::new()
-        .reactors(2)
-        .max_connections(10)
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .build_with(|_| Greet)
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = serve(Builder::new().reactors(2).max_connections(10), |_| Greet);
     let addr = server.local_addr();
     let handle = server.handle();
     let mut waiting: Vec<TcpStream> = (0..30).map(|_| connect(addr)).collect();
@@ -368,16 +343,13 @@ fn stop_flushes_queued_output_on_every_reactor() {
             ctx.send(conn, Bytes::from(pattern(0, REPLY))).unwrap();
         }
     }
-    let server = Builder::new()
-        .reactors(2)
-        .output_limits(32 << 20, 1 << 20, 64 << 20)
-        .shutdown_deadline(Duration::from_secs(20))
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .build_with(|_| Big)
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = serve(
+        Builder::new()
+            .reactors(2)
+            .output_limits(32 << 20, 1 << 20, 64 << 20)
+            .shutdown_deadline(Duration::from_secs(20)),
+        |_| Big,
+    );
     let addr = server.local_addr();
     let handle = server.handle();
     // Connect until each reactor serves two clients (checked, not assumed).
