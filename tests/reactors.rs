@@ -558,3 +558,66 @@ fn run_on_the_current_thread_serves_with_every_reactor() {
     let per = clients.join().unwrap();
     assert!(per.iter().all(|s| s.accepted > 0), "{per:?}");
 }
+
+#[test]
+fn idle_ticks_and_timeouts_run_on_every_reactor() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    /// Counts idle ticks per reactor and reports timed-out closes.
+    struct Ticks {
+        reactor: usize,
+        ticks: Arc<[AtomicUsize; 2]>,
+        closed: mpsc::Sender<(ConnId, CloseReason)>,
+    }
+    impl Handler for Ticks {
+        fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Bytes) {}
+        fn on_idle(&mut self, _: &mut Context<'_>) {
+            self.ticks[self.reactor].fetch_add(1, Ordering::SeqCst);
+        }
+        fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
+            let _ = self.closed.send((conn, reason));
+        }
+    }
+    let ticks: Arc<[AtomicUsize; 2]> = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let (closed_tx, closed) = mpsc::channel();
+    let server = serve(
+        Builder::new()
+            .reactors(2)
+            .tick(Duration::from_millis(10))
+            .idle_timeout(Duration::from_millis(150)),
+        |reactor| Ticks {
+            reactor,
+            ticks: ticks.clone(),
+            closed: closed_tx.clone(),
+        },
+    );
+    let addr = server.local_addr();
+    let handle = server.handle();
+    // Silent clients until both reactors hold some.
+    let mut clients = Vec::new();
+    while handle.reactor_stats().iter().any(|s| s.accepted == 0) {
+        assert!(clients.len() < 64, "every connection went to one reactor");
+        clients.push(connect(addr));
+        let n = clients.len() as u64;
+        wait_until("the client accepted", || handle.stats().accepted == n);
+    }
+    // Every one of them times out, on both reactors.
+    let mut by_reactor = [0usize; 2];
+    for _ in 0..clients.len() {
+        let (id, reason) = closed.recv_timeout(TIMEOUT).unwrap();
+        assert!(matches!(reason, CloseReason::TimedOut), "{id}: {reason:?}");
+        by_reactor[id.reactor()] += 1;
+    }
+    assert!(by_reactor.iter().all(|&n| n > 0), "{by_reactor:?}");
+    let per = handle.reactor_stats();
+    for (i, s) in per.iter().enumerate() {
+        assert_eq!(
+            s.closed.timed_out, by_reactor[i] as u64,
+            "reactor {i}'s own counters"
+        );
+    }
+    wait_until("idle ticks on both reactors", || {
+        ticks.iter().all(|t| t.load(Ordering::SeqCst) >= 3)
+    });
+    drop(clients);
+    server.stop_and_join().unwrap();
+}
