@@ -41,26 +41,66 @@ impl Server {
     /// Starts `cmd` on `127.0.0.1:0` (as its first argument, or wherever an
     /// argument says `{addr}`) and reads its `listening on` line.
     pub fn start(cmd: &ServerCmd) -> Result<Server, String> {
+        Ok(Self::spawn(cmd, None, false)?.0)
+    }
+
+    /// [`Server::start`], with the process (every thread it will start) bound to CPU `cpu`
+    /// when given: the affinity is set in the child before it runs `cmd`, as
+    /// `taskset -c CPU PROGRAM ARGS` does.
+    pub fn start_on(cmd: &ServerCmd, cpu: Option<usize>) -> Result<Server, String> {
+        Ok(Self::spawn(cmd, cpu, false)?.0)
+    }
+
+    /// [`Server::start_on`], also handing back every stdout line after `listening on`
+    /// (a server run with `--stats`, say). Lines are kept until read: read them.
+    pub fn start_watched(
+        cmd: &ServerCmd,
+        cpu: Option<usize>,
+    ) -> Result<(Server, mpsc::Receiver<String>), String> {
+        Self::spawn(cmd, cpu, true)
+    }
+
+    fn spawn(
+        cmd: &ServerCmd,
+        cpu: Option<usize>,
+        watch: bool,
+    ) -> Result<(Server, mpsc::Receiver<String>), String> {
         // The address goes first, unless an argument names where: `{addr}`.
         let addr = "127.0.0.1:0";
         let mut args: Vec<String> = cmd.args.iter().map(|a| a.replace("{addr}", addr)).collect();
         if !cmd.args.iter().any(|a| a.contains("{addr}")) {
             args.insert(0, addr.to_string());
         }
-        let mut child = Command::new(&cmd.program)
+        let mut command = Command::new(&cmd.program);
+        command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        if let Some(cpu) = cpu {
+            use std::os::unix::process::CommandExt;
+            let set = sys::cpu_set(&[cpu]);
+            // SAFETY: the closure only makes one system call (sched_setaffinity, which is
+            // async-signal-safe) on a set built before the fork; it allocates nothing.
+            unsafe {
+                command.pre_exec(move || sys::set_affinity(0, &set));
+            }
+        }
+        let mut child = command
             .spawn()
             .map_err(|e| format!("{}: cannot start {}: {e}", cmd.name, cmd.program.display()))?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
+        let (lines_tx, lines_rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             let _ = tx.send(lines.next());
             // Keep draining so a chatty server never blocks on a full pipe.
-            for _ in lines {}
+            for line in lines {
+                if let (true, Ok(line)) = (watch, line) {
+                    let _ = lines_tx.send(line);
+                }
+            }
         });
         let mut server = Server {
             pid: child.id(),
@@ -82,7 +122,7 @@ impl Server {
                     cmd.name
                 )
             })?;
-        Ok(server)
+        Ok((server, lines_rx))
     }
 
     /// Sends SIGTERM and waits (up to 5 s) for exit status 0.
@@ -131,18 +171,135 @@ impl Drop for Server {
     }
 }
 
-/// CPU time (`utime + stime`) of process `pid` from `/proc/PID/stat`.
-pub fn cpu_time(pid: u32) -> std::io::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name may contain spaces; fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+/// The command name (`comm`) and CPU time (`utime + stime`, in clock ticks) of one
+/// `/proc/PID/stat` or `/proc/PID/task/TID/stat` line.
+pub fn parse_stat(stat: &str) -> (String, u64) {
+    // The command name may contain spaces and parentheses: it runs from the first '(' to
+    // the last ')', and the fields resume after that.
+    let open = stat.find('(').map_or(0, |i| i + 1);
+    let close = stat.rfind(')');
+    let comm = close
+        .filter(|&c| c >= open)
+        .map_or("", |c| &stat[open..c])
+        .to_string();
+    let rest = stat.get(close.map_or(0, |i| i + 2)..).unwrap_or_default();
     let f: Vec<&str> = rest.split_whitespace().collect();
     let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
-    let ticks = field(11) + field(12);
-    Ok(Duration::from_nanos(
-        ticks * 1_000_000_000 / sys::clock_ticks_per_sec(),
-    ))
+    (comm, field(11) + field(12))
+}
+
+fn ticks_to_duration(ticks: u64) -> Duration {
+    Duration::from_nanos(ticks * 1_000_000_000 / sys::clock_ticks_per_sec())
+}
+
+/// CPU time (`utime + stime`) of process `pid` from `/proc/PID/stat`.
+pub fn cpu_time(pid: u32) -> std::io::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    Ok(ticks_to_duration(parse_stat(&stat).1))
+}
+
+/// One thread of a process and the CPU time it has used so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadCpu {
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name (`comm`: at most 15 bytes, the program's name unless the thread was named).
+    pub name: String,
+    /// `utime + stime`.
+    pub cpu: Duration,
+}
+
+/// Every thread of process `pid` (`/proc/PID/task/*/stat`), in thread id order; threads that
+/// exit while the directory is read are left out.
+pub fn thread_cpu(pid: u32) -> std::io::Result<Vec<ThreadCpu>> {
+    let mut threads = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(entry) = entry else { continue };
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (name, ticks) = parse_stat(&stat);
+        threads.push(ThreadCpu {
+            tid,
+            name,
+            cpu: ticks_to_duration(ticks),
+        });
+    }
+    threads.sort_by_key(|t| t.tid);
+    Ok(threads)
+}
+
+/// CPU each thread alive at `end` used since `start` (a thread new since `start` counts from
+/// zero; one gone by `end` is left out), in thread id order, labelled by name; a name that
+/// repeats gets `#2`, `#3`... on its later threads.
+pub fn thread_cpu_window(start: &[ThreadCpu], end: &[ThreadCpu]) -> Vec<(String, Duration)> {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    end.iter()
+        .map(|t| {
+            let before = start
+                .iter()
+                .find(|s| s.tid == t.tid)
+                .map_or(Duration::ZERO, |s| s.cpu);
+            let n = match seen.iter_mut().find(|(name, _)| *name == t.name) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    seen.push((&t.name, 1));
+                    1
+                }
+            };
+            let label = if n == 1 {
+                t.name.clone()
+            } else {
+                format!("{}#{n}", t.name)
+            };
+            (label, t.cpu.saturating_sub(before))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod stat_tests {
+    use super::*;
+
+    #[test]
+    fn comm_and_ticks_are_read_even_with_odd_names() {
+        let line = "4242 (epoll-server-1) S 1 4242 4242 0 -1 4194368 100 0 0 0 812 35 0 0 20 0 3 0 100 0 0";
+        assert_eq!(parse_stat(line), ("epoll-server-1".to_string(), 847));
+        let odd = "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 1 0 0";
+        assert_eq!(parse_stat(odd), ("a) b (c)".to_string(), 11));
+    }
+
+    #[test]
+    fn window_counts_survivors_and_labels_repeated_names() {
+        let ms = Duration::from_millis;
+        let t = |tid, name: &str, cpu| ThreadCpu {
+            tid,
+            name: name.into(),
+            cpu: ms(cpu),
+        };
+        let start = [t(10, "echo", 100), t(11, "echo", 5), t(12, "gone", 50)];
+        let end = [t(10, "echo", 900), t(11, "echo", 5), t(13, "new", 30)];
+        assert_eq!(
+            thread_cpu_window(&start, &end),
+            [
+                ("echo".to_string(), ms(800)),
+                ("echo#2".to_string(), ms(0)),
+                ("new".to_string(), ms(30)),
+            ]
+        );
+        assert!(!thread_cpu(std::process::id()).unwrap().is_empty());
+    }
 }
 
 /// Resident set size of process `pid` (`VmRSS`), in bytes.
@@ -258,8 +415,11 @@ pub struct ServerProbe {
     use_perf: bool,
     perf: Option<PerfStat>,
     cpu0: Duration,
+    threads0: Vec<ThreadCpu>,
     /// Server CPU time used inside the window.
     pub cpu: Duration,
+    /// CPU time each server thread used inside the window (see [`thread_cpu_window`]).
+    pub threads: Vec<(String, Duration)>,
     /// RSS before set-up.
     pub rss_before: u64,
     /// RSS right after the window.
@@ -278,7 +438,9 @@ impl ServerProbe {
             use_perf,
             perf: None,
             cpu0: Duration::ZERO,
+            threads0: Vec::new(),
             cpu: Duration::ZERO,
+            threads: Vec::new(),
             rss_before: 0,
             rss_after: 0,
             syscalls: None,
@@ -296,6 +458,7 @@ impl Probe for ServerProbe {
         if self.use_perf {
             self.perf = PerfStat::start(self.pid);
         }
+        self.threads0 = thread_cpu(self.pid).unwrap_or_default();
         self.cpu0 = cpu_time(self.pid).unwrap_or_default();
     }
 
@@ -303,6 +466,7 @@ impl Probe for ServerProbe {
         self.cpu = cpu_time(self.pid)
             .unwrap_or_default()
             .saturating_sub(self.cpu0);
+        self.threads = thread_cpu_window(&self.threads0, &thread_cpu(self.pid).unwrap_or_default());
         self.rss_after = rss_bytes(self.pid).unwrap_or(0);
         (self.syscalls, self.ctx_switches) = self.perf.take().map_or((None, None), PerfStat::stop);
     }
@@ -319,6 +483,9 @@ pub struct Sample {
     pub outcome: Outcome,
     /// Server CPU inside the window.
     pub server_cpu: Duration,
+    /// CPU of each server thread inside the window, in thread id order (see
+    /// [`thread_cpu_window`]).
+    pub threads: Vec<(String, Duration)>,
     /// Server RSS before set-up.
     pub rss_before: u64,
     /// Server RSS after the window.
@@ -342,6 +509,8 @@ pub struct Plan {
     pub params: Params,
     /// Count syscalls with perf.
     pub perf: bool,
+    /// Bind each server process to this CPU (`--pin`; the generator is bound by the caller).
+    pub server_cpu: Option<usize>,
 }
 
 /// Measures `cmd` once on `scenario`.
@@ -352,7 +521,19 @@ pub fn measure(
     perf: bool,
     round: usize,
 ) -> Result<Sample, String> {
-    let server = Server::start(cmd)?;
+    measure_on(cmd, scenario, params, perf, round, None)
+}
+
+/// [`measure`], with the server bound to CPU `server_cpu` when given.
+pub fn measure_on(
+    cmd: &ServerCmd,
+    scenario: Scenario,
+    params: &Params,
+    perf: bool,
+    round: usize,
+    server_cpu: Option<usize>,
+) -> Result<Sample, String> {
+    let server = Server::start_on(cmd, server_cpu)?;
     let mut probe = ServerProbe::new(server.pid, perf);
     let outcome = loadgen::run(scenario, server.addr, params, &mut probe)
         .map_err(|f| format!("{} (round {}): {f}", cmd.name, round + 1))?;
@@ -362,6 +543,7 @@ pub fn measure(
         round,
         outcome,
         server_cpu: probe.cpu,
+        threads: probe.threads,
         rss_before: probe.rss_before,
         rss_after: probe.rss_after,
         syscalls: probe.syscalls,
@@ -380,7 +562,7 @@ pub fn run(plan: &Plan, mut progress: impl FnMut(&Sample)) -> Result<Vec<Sample>
                 params.run_nonce = params
                     .run_nonce
                     .wrapping_add((round as u64) << 32 | samples.len() as u64);
-                let s = measure(cmd, scenario, &params, plan.perf, round)?;
+                let s = measure_on(cmd, scenario, &params, plan.perf, round, plan.server_cpu)?;
                 progress(&s);
                 samples.push(s);
             }

@@ -27,6 +27,10 @@
 //! against `redis-server`, nginx and a direct echo, with `redis-benchmark`,
 //! `wrk` and our generator, and report ratios ours / theirs.
 //!
+//! The `spread` scenario ([`spread`], `--scenarios spread`) measures no speed: it starts the
+//! library's callback echo with several reactors and counts how evenly they accepted a burst
+//! of connections, for each accept-spread mode.
+//!
 //! The soak scenario ([`soak`]) is separate: one server process under a
 //! steady mix of clients (ping-pong, churn, bulk, slow readers, resets and
 //! slowloris clients its timeouts must close) for minutes, its RSS, fds and
@@ -48,6 +52,7 @@ pub mod real;
 pub mod report;
 pub mod servers;
 pub mod soak;
+pub mod spread;
 pub mod sys;
 
 /// Read buffer size every echo server uses, and the bulk scenario's write size.

@@ -235,7 +235,9 @@ fn fail<T>(msg: impl Into<String>) -> Res<T> {
     Err(Failure(msg.into()))
 }
 
-fn source_ip(params: &Params, n: usize) -> Option<Ipv4Addr> {
+/// The source address of the `n`th client socket: 127.0.0.2 ..= 127.0.0.(1 + source_addrs)
+/// in turn, or none (the kernel picks) when `source_addrs` is 0.
+pub fn source_ip(params: &Params, n: usize) -> Option<Ipv4Addr> {
     (params.source_addrs > 0)
         .then(|| Ipv4Addr::new(127, 0, 0, 2 + (n % params.source_addrs as usize) as u8))
 }

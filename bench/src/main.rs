@@ -13,6 +13,7 @@ use bench::driver::{self, Plan};
 use bench::loadgen::{Params, Scenario};
 use bench::servers::{self, Proto, ServerCmd, BUILTIN};
 use bench::soak::{self, Mix, SoakParams, Timeouts};
+use bench::spread::SpreadParams;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,7 +25,8 @@ usage: bench [options]
   --duration D           timed window per measurement, e.g. 2s, 500ms (default 2s, max 60s)
   --scenarios LIST       comma list of pingpong,pingpong1000,pipelined,bulk,churn,idle,http
                          (default all but http; http needs wrk, installed with apt-get when
-                         missing, and runs only the HTTP servers hyper_tokio and lib_hyper)
+                         missing, and runs only the HTTP servers hyper_tokio and lib_hyper),
+                         or spread (not in the default list: runs only lib_callback, see below)
   --servers LIST         built-in servers to run, comma list (default: every one that is built)
   --server NAME=CMD      extra server, CMD = \"PATH [ARGS]\", run as PATH 127.0.0.1:0 ARGS,\n                         or with the address where an ARG says {addr} (repeatable)
   --connections C        connections for pingpong/pipelined (default 100)
@@ -34,6 +36,15 @@ usage: bench [options]
   --churn-inflight N     connections in flight during churn (default 32)
   --idle-conns N         connections held by idle (default 10000)
   --source-addrs N       spread client sockets over 127.0.0.2..=127.0.0.(1+N) (default 8)
+  --reactors LIST        reactor threads for our servers (lib_callback, lib_tokio, lib_smol;
+                         passed as --reactors N; not passed by default: 1); a list like 1,2 runs
+                         each of them once per value, named lib_callback_r1, _r2... (peers once)
+  --pin                  generator on the first allowed CPU (0), each server process with all
+                         its threads on the second (1); needs at least 2 CPUs
+  --spread-connections N spread: connections per round (default 1000); the scenario starts
+                         echo_callback --reactors R --accept-spread reuseport|shared --stats,
+                         R = each --reactors value of at least 2 (2 if none), and reports how
+                         evenly the reactors accepted them, --rounds times per mode
   --http-connections C   http: wrk connections (default 100)
   --http-threads T       http: wrk threads (default 1)
   --http-duration D      http: wrk run per measurement, whole seconds (default 5s)
@@ -94,6 +105,31 @@ struct Cli {
     plan: Plan,
     out: PathBuf,
     skipped: Vec<String>,
+    /// `--reactors`, when given.
+    reactors: Option<Vec<usize>>,
+    /// `--pin`: (generator CPU, server CPU).
+    pin: Option<(usize, usize)>,
+    /// The `spread` scenario, when asked for: lib_callback and what to run.
+    spread: Option<(ServerCmd, SpreadParams)>,
+}
+
+/// `--reactors`: one count or a comma list, each at least 1, repeats dropped.
+fn parse_reactors(v: &str) -> Result<Vec<usize>, String> {
+    let mut out: Vec<usize> = Vec::new();
+    for w in v.split(',') {
+        let n = w
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| {
+                format!("--reactors wants counts of at least 1, like 2 or 1,2,4; got {v:?}")
+            })?;
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    Ok(out)
 }
 
 fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
@@ -109,6 +145,10 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
     let mut extra = Vec::new();
     let mut perf = true;
     let mut out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results"));
+    let mut reactors: Option<Vec<usize>> = None;
+    let mut pin = false;
+    let mut spread = false;
+    let mut spread_params = SpreadParams::default();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
@@ -131,13 +171,19 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
             "--rounds" => rounds = num(val()?)?.max(1),
             "--duration" => params.duration = parse_duration(&val()?)?,
             "--scenarios" => {
-                scenarios = val()?
+                let list = val()?;
+                spread = list.split(',').any(|s| s.trim() == "spread");
+                scenarios = list
                     .split(',')
+                    .filter(|s| s.trim() != "spread")
                     .map(|s| {
                         Scenario::parse(s.trim()).ok_or_else(|| format!("unknown scenario {s:?}"))
                     })
                     .collect::<Result<_, _>>()?
             }
+            "--reactors" => reactors = Some(parse_reactors(&val()?)?),
+            "--pin" => pin = true,
+            "--spread-connections" => spread_params.connections = num(val()?)?.max(1),
             "--servers" => wanted = Some(val()?.split(',').map(|s| s.trim().to_string()).collect()),
             "--server" => extra.push(ServerCmd::parse(&val()?)?),
             "--http-server" => extra.push(ServerCmd {
@@ -160,13 +206,20 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
+    // Our servers once per `--reactors` value; every other server once, as it is.
+    let expand = |b: &servers::Builtin, cmd: ServerCmd| match &reactors {
+        Some(r) if b.takes_reactors() => servers::with_reactors(&cmd, r),
+        _ => vec![cmd],
+    };
     let mut servers = Vec::new();
     let mut skipped = Vec::new();
     match &wanted {
+        // `--scenarios spread` alone runs lib_callback only, whatever --servers says.
+        _ if scenarios.is_empty() => extra.clear(),
         Some(names) => {
             for n in names {
                 if let Some(b) = servers::builtin(n) {
-                    servers.push(b.resolve()?);
+                    servers.extend(expand(b, b.resolve()?));
                 } else if !extra.iter().any(|e| &e.name == n) {
                     return Err(format!("unknown server {n:?} (see --list)"));
                 }
@@ -179,16 +232,52 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
                 .filter(|b| scenarios.iter().any(|s| s.proto() == b.proto))
             {
                 match b.resolve() {
-                    Ok(cmd) => servers.push(cmd),
+                    Ok(cmd) => servers.extend(expand(b, cmd)),
                     Err(e) => skipped.push(format!("{}: {e}", b.name)),
                 }
             }
         }
     }
     servers.extend(extra);
-    if servers.is_empty() {
+    if servers.is_empty() && !scenarios.is_empty() {
         return Err("no servers to run".into());
     }
+    let pin = if pin {
+        let cpus =
+            bench::sys::allowed_cpus().map_err(|e| format!("--pin: sched_getaffinity: {e}"))?;
+        if cpus.len() < 2 {
+            return Err(format!(
+                "--pin needs at least 2 CPUs (one for the generator, one for the server); \
+                 this machine lets the bench use {} ({cpus:?})",
+                cpus.len()
+            ));
+        }
+        Some((cpus[0], cpus[1]))
+    } else {
+        None
+    };
+    let spread = if spread {
+        let cmd = servers::builtin("lib_callback")
+            .expect("lib_callback is built in")
+            .resolve()
+            .map_err(|e| format!("the spread scenario runs lib_callback: {e}"))?;
+        let mut r: Vec<usize> = reactors
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&n| n >= 2)
+            .collect();
+        if r.is_empty() {
+            r.push(2);
+        }
+        spread_params.reactors = r;
+        spread_params.rounds = rounds;
+        spread_params.source_addrs = params.source_addrs;
+        spread_params.server_cpu = pin.map(|(_, server)| server);
+        Some((cmd, spread_params))
+    } else {
+        None
+    };
     for sc in &scenarios {
         if !servers.iter().any(|s| s.proto == sc.proto()) {
             return Err(match sc.proto() {
@@ -206,9 +295,13 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
             rounds,
             params,
             perf,
+            server_cpu: pin.map(|(_, server)| server),
         },
         out,
         skipped,
+        reactors,
+        pin,
+        spread,
     }))
 }
 
@@ -359,7 +452,13 @@ fn run_soak(args: Vec<String>) -> ExitCode {
     }
 }
 
-fn header(plan: &Plan, perf_note: &str) -> String {
+fn header(
+    plan: &Plan,
+    perf_note: &str,
+    cores: usize,
+    reactors: Option<&[usize]>,
+    pin: Option<(usize, usize)>,
+) -> String {
     let p = &plan.params;
     let mut h = format!(
         "## epoll-server benchmark\n\n\
@@ -367,7 +466,7 @@ fn header(plan: &Plan, perf_note: &str) -> String {
          CPU from /proc/PID/stat ({} ms ticks); syscalls: {perf_note}. Machine: {} cores, generator on the same machine.",
         plan.rounds,
         1000 / bench::sys::clock_ticks_per_sec(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cores,
     );
     if plan.scenarios.iter().any(|s| *s != Scenario::Http) {
         h += &format!(
@@ -385,6 +484,30 @@ fn header(plan: &Plan, perf_note: &str) -> String {
             p.churn_inflight,
             p.msg_size,
             p.idle_connections,
+        );
+    }
+    match reactors {
+        Some([n]) => {
+            h += &format!(
+            " Reactors: our servers (lib_callback, lib_tokio, lib_smol) run with `--reactors {n}`."
+        )
+        }
+        Some(list) => {
+            let values: Vec<String> = list.iter().map(|n| n.to_string()).collect();
+            let names: Vec<String> = list.iter().map(|n| format!("_r{n}")).collect();
+            h += &format!(
+                " Reactors: each of our servers (lib_callback, lib_tokio, lib_smol) runs once per \
+                 reactor count {} (`--reactors N`, names ending {}); the other servers run once.",
+                values.join(", "),
+                names.join(", "),
+            );
+        }
+        None => {}
+    }
+    if let Some((gen, server)) = pin {
+        h += &format!(
+            " Pinned: the generator on CPU {gen}, each server process (all its threads) on CPU {server} \
+             (sched_setaffinity, as taskset does)."
         );
     }
     if plan.scenarios.contains(&Scenario::Http) {
@@ -420,6 +543,17 @@ fn main() -> ExitCode {
     let mut plan = cli.plan;
     for s in &cli.skipped {
         eprintln!("bench: skipping {s}");
+    }
+    // Counted before --pin narrows what this process may use.
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    if let Some((gen, server)) = cli.pin {
+        // The generator runs on this thread; processes spawned from it (wrk, perf) inherit
+        // the CPU too, servers are moved to theirs as they start.
+        if let Err(e) = bench::sys::set_affinity(0, &bench::sys::cpu_set(&[gen])) {
+            eprintln!("bench: --pin: cannot bind the generator to CPU {gen}: {e}");
+            return ExitCode::FAILURE;
+        }
+        eprintln!("bench: pinned: generator on CPU {gen}, servers on CPU {server}");
     }
     if plan.scenarios.contains(&Scenario::Http) {
         match bench::http::ensure_wrk(&plan.params.wrk) {
@@ -459,8 +593,44 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let spread = match &cli.spread {
+        Some((cmd, sp)) => {
+            let rounds = bench::spread::run(cmd, sp, |r| {
+                eprintln!(
+                    "  {:10} round {} {:14} {:>9} × {} reactors: accepted {} (deviation {:.1} %)",
+                    "spread",
+                    r.round + 1,
+                    cmd.name,
+                    r.mode,
+                    r.reactors,
+                    r.counts
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    r.deviation_pct(),
+                )
+            });
+            match rounds {
+                Ok(r) => Some((r, sp)),
+                Err(e) => {
+                    eprintln!("bench: FAILED: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
     let names: Vec<String> = plan.servers.iter().map(|s| s.name.clone()).collect();
-    let md = bench::report::markdown(&samples, &plan.scenarios, &names, &header(&plan, perf_note));
+    let mut md = bench::report::markdown(
+        &samples,
+        &plan.scenarios,
+        &names,
+        &header(&plan, perf_note, cores, cli.reactors.as_deref(), cli.pin),
+    );
+    if let Some((rounds, sp)) = &spread {
+        md += &bench::spread::markdown(rounds, sp);
+    }
     println!("{md}");
     if let Err(e) = std::fs::create_dir_all(&cli.out) {
         eprintln!("bench: cannot create {}: {e}", cli.out.display());
@@ -479,11 +649,15 @@ fn main() -> ExitCode {
         eprintln!("bench: {e}");
         return ExitCode::FAILURE;
     }
-    eprintln!(
-        "bench: wrote {} and {}",
-        md_path.display(),
-        svg_path.display()
-    );
+    if svg_path.exists() {
+        eprintln!(
+            "bench: wrote {} and {}",
+            md_path.display(),
+            svg_path.display()
+        );
+    } else {
+        eprintln!("bench: wrote {} (no chart)", md_path.display());
+    }
     let http = samples
         .iter()
         .filter(|s| s.outcome.scenario == Scenario::Http)
@@ -495,6 +669,13 @@ fn main() -> ExitCode {
         eprintln!(
             "bench: all {} runs verified every byte: OK",
             samples.len() - http
+        );
+    }
+    if let Some((rounds, sp)) = &spread {
+        eprintln!(
+            "bench: spread: {} runs, all {} connections accepted each time: OK",
+            rounds.len(),
+            sp.connections
         );
     }
     ExitCode::SUCCESS

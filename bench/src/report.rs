@@ -211,6 +211,7 @@ pub fn markdown(
                     cell(r.server_cpu_ms),
                 );
             }
+            md += &thread_section(samples, sc, servers);
             continue;
         }
         if sc == Scenario::Http {
@@ -250,8 +251,53 @@ pub fn markdown(
                 med(r.gen_cpu_pct),
             );
         }
+        md += &thread_section(samples, sc, servers);
     }
     md
+}
+
+/// The sample of `server` on `scenario` from its median round: the middle one by throughput
+/// (by server CPU when throughputs tie, as in idle), the lower middle for an even count.
+pub fn median_round<'a>(
+    samples: &'a [Sample],
+    scenario: Scenario,
+    server: &str,
+) -> Option<&'a Sample> {
+    let mut s: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.server == server && s.outcome.scenario == scenario)
+        .collect();
+    let rate = |x: &Sample| x.outcome.ops as f64 / x.outcome.window.as_secs_f64().max(1e-9);
+    s.sort_by(|a, b| {
+        rate(a)
+            .total_cmp(&rate(b))
+            .then(a.server_cpu.cmp(&b.server_cpu))
+    });
+    s.get(s.len().saturating_sub(1) / 2).copied()
+}
+
+/// Below a scenario's table: each server's threads and the CPU each used in the window of
+/// the median round, one line per server (empty when no sample has thread figures).
+pub fn thread_section(samples: &[Sample], scenario: Scenario, servers: &[String]) -> String {
+    let mut lines = String::new();
+    for name in servers {
+        let Some(s) = median_round(samples, scenario, name) else {
+            continue;
+        };
+        if s.threads.is_empty() {
+            continue;
+        }
+        let threads: Vec<String> = s
+            .threads
+            .iter()
+            .map(|(t, cpu)| format!("{t} {:.0}", cpu.as_secs_f64() * 1e3))
+            .collect();
+        let _ = writeln!(lines, "- {name}: {}", threads.join(", "));
+    }
+    if lines.is_empty() {
+        return lines;
+    }
+    format!("\nPer-thread CPU (ms in window, median round):\n\n{lines}")
 }
 
 /// The target for `lib_hyper` against `hyper_tokio`: at least this share of its requests/s…

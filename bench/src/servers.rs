@@ -204,7 +204,64 @@ impl Builtin {
     }
 }
 
+impl Builtin {
+    /// Whether this is one of the library's own echo servers (`lib_callback`, `lib_tokio`,
+    /// `lib_smol`), which take `--reactors N`.
+    pub fn takes_reactors(&self) -> bool {
+        matches!(self.bin, Bin::RootExample(_)) && self.proto == Proto::Echo
+    }
+}
+
+/// `cmd` once per reactor count, with `--reactors N` after its arguments; named `NAME_rN`
+/// when there are several counts, `NAME` when there is one.
+pub fn with_reactors(cmd: &ServerCmd, reactors: &[usize]) -> Vec<ServerCmd> {
+    reactors
+        .iter()
+        .map(|&n| {
+            let mut c = cmd.clone();
+            c.args.extend(["--reactors".to_string(), n.to_string()]);
+            if reactors.len() > 1 {
+                c.name = format!("{}_r{n}", cmd.name);
+            }
+            c
+        })
+        .collect()
+}
+
 /// Looks a built-in up by name.
 pub fn builtin(name: &str) -> Option<&'static Builtin> {
     BUILTIN.iter().find(|b| b.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_echo_servers_take_reactors() {
+        let ours: Vec<&str> = BUILTIN
+            .iter()
+            .filter(|b| b.takes_reactors())
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(ours, ["lib_callback", "lib_tokio", "lib_smol"]);
+    }
+
+    #[test]
+    fn reactor_counts_append_the_flag_and_name_each_run() {
+        let cmd = ServerCmd {
+            name: "lib_tokio".into(),
+            program: "echo".into(),
+            args: vec!["--executor".into(), "tokio".into()],
+            proto: Proto::Echo,
+        };
+        let one = with_reactors(&cmd, &[2]);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].name, "lib_tokio");
+        assert_eq!(one[0].args, ["--executor", "tokio", "--reactors", "2"]);
+        let two = with_reactors(&cmd, &[1, 2]);
+        let names: Vec<&str> = two.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["lib_tokio_r1", "lib_tokio_r2"]);
+        assert_eq!(two[0].args, ["--executor", "tokio", "--reactors", "1"]);
+    }
 }

@@ -39,6 +39,13 @@ fn every_scenario_runs_against_floor_and_tokio_through_the_driver() {
         );
     }
     assert!(stderr.contains("verified every byte: OK"), "{stderr}");
+    // Below each echo table: every server's threads and their CPU in the window.
+    assert!(
+        stdout.contains("Per-thread CPU (ms in window, median round):")
+            && stdout.contains("\n- epoll_floor: epoll_floor ")
+            && stdout.contains("\n- tokio_mt: "),
+        "{stdout}"
+    );
     let files: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
