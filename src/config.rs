@@ -16,6 +16,9 @@ pub(crate) struct Config {
     pub(crate) events_initial: usize,
     pub(crate) events_max: usize,
     pub(crate) events_shrink_after: Duration,
+    /// Test hook: the reactor's clock starts this many milliseconds in (to cross the points
+    /// where its 32-bit time stamps wrap within a test).
+    pub(crate) clock_offset_ms: u64,
     pub(crate) tick: Option<Duration>,
     pub(crate) read_buffer: usize,
     pub(crate) read_budget: usize,
@@ -40,6 +43,9 @@ pub(crate) struct Config {
 /// A connection that times out closes with [`CloseReason::TimedOut`](crate::CloseReason::TimedOut);
 /// on the async face its inbound stream yields an error of kind
 /// [`TimedOut`](std::io::ErrorKind::TimedOut), then ends.
+///
+/// Every timeout is at least 1 ms and at most about 24.8 days (2^31 ms); a longer one is cut to
+/// that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Timeout {
@@ -57,6 +63,17 @@ pub enum Timeout {
     WriteStall,
 }
 
+/// The longest timeout, in milliseconds (2^31 - 1: about 24.8 days): longer ones are cut to it.
+/// A connection keeps the low 32 bits of its idle clock (see `Conn::last_in_ms`), which stays
+/// exact while the time since is under 2^32 ms.
+pub(crate) const MAX_TIMEOUT_MS: u64 = (1 << 31) - 1;
+
+/// A duration in milliseconds for a timeout: at least 1 (a zero timeout would close every
+/// connection at once), at most [`MAX_TIMEOUT_MS`].
+pub(crate) fn timeout_ms(d: Duration) -> u64 {
+    (d.as_millis().min(u128::from(MAX_TIMEOUT_MS)) as u64).max(1)
+}
+
 /// Timeout settings in milliseconds (`None`: off).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Timeouts {
@@ -69,8 +86,7 @@ pub(crate) struct Timeouts {
 
 impl Timeouts {
     pub(crate) fn set(&mut self, which: Timeout, after: Option<Duration>) {
-        // At least 1 ms: a zero timeout would close every connection at once.
-        let ms = after.map(|d| (d.as_millis().min(u64::MAX as u128) as u64).max(1));
+        let ms = after.map(timeout_ms);
         match which {
             Timeout::Idle => self.idle = ms,
             Timeout::FirstByte => self.first_byte = ms,
@@ -96,6 +112,7 @@ impl Default for Config {
             events_initial: 4096,
             events_max: 65536,
             events_shrink_after: Duration::from_secs(1),
+            clock_offset_ms: 0,
             tick: None,
             read_buffer: 64 * 1024,
             read_budget: 256 * 1024,

@@ -292,9 +292,9 @@ impl Builder {
 
     /// How long an outbound connect ([`Context::connect`](crate::Context::connect),
     /// [`ServerHandle::connect`](crate::ServerHandle::connect)) may take before it fails with
-    /// `TimedOut` (default 30 s; at least 1 ms).
+    /// `TimedOut` (default 30 s; at least 1 ms, at most about 24.8 days).
     pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
-        self.cfg.timeouts.connect = (timeout.as_millis().min(u64::MAX as u128) as u64).max(1);
+        self.cfg.timeouts.connect = crate::config::timeout_ms(timeout);
         self
     }
 
@@ -426,7 +426,7 @@ impl Builder {
     }
 
     /// The `epoll_wait` event buffer: `initial` entries (default 4096), doubled each time a wait
-    /// fills it up to `max` (default 65536), halved back after each 10 s without such load
+    /// fills it up to `max` (default 65536), halved back after each second without such load
     /// (an idle server wakes up for that, so it gives the memory back).
     pub fn event_capacity(mut self, initial: usize, max: usize) -> Builder {
         self.cfg.events_initial = initial.max(1);
@@ -434,7 +434,15 @@ impl Builder {
         self
     }
 
-    /// Test hook: the quiet time after which a grown event buffer is halved (default 10 s).
+    /// Test hook: the reactor's clock starts `ms` milliseconds in, so a test can cross the
+    /// points where the 32-bit time stamps of connections wrap (2^32 ms, 2^32 ticks).
+    #[doc(hidden)]
+    pub fn clock_offset_for_tests(mut self, ms: u64) -> Builder {
+        self.cfg.clock_offset_ms = ms;
+        self
+    }
+
+    /// Test hook: the quiet time after which a grown event buffer is halved (default 1 s).
     #[doc(hidden)]
     pub fn event_shrink_after(mut self, quiet: Duration) -> Builder {
         self.cfg.events_shrink_after = quiet.max(Duration::from_millis(1));

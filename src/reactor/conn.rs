@@ -195,10 +195,12 @@ pub(crate) struct Conn {
     pub(crate) out_armed: bool,
     /// Output went above the high-water mark: tell the face once it drains to the low-water mark.
     pub(crate) over_high_water: bool,
-    /// Reactor milliseconds (see `Core::now_ms`) of the last inbound bytes, or of the open.
-    pub(crate) last_in_ms: u64,
-    /// The tick of this connection's live timer-wheel entry; 0 if none.
-    pub(crate) wheel_at: u64,
+    /// The low 32 bits of the reactor milliseconds (see `Core::now_ms`) of the last inbound
+    /// bytes, or of the open or connect: read it with [`last_in_ms`](Self::last_in_ms).
+    pub(crate) last_in: u32,
+    /// The low 32 bits of the tick of this connection's live timer-wheel entry; 0 if none (the
+    /// wheel never hands out a tick whose low bits are 0, see `Wheel::tick_for`).
+    pub(crate) wheel_at: u32,
     pub(crate) extra: Option<Box<Extra>>,
 }
 
@@ -221,10 +223,24 @@ impl Conn {
             connecting: false,
             out_armed: false,
             over_high_water: false,
-            last_in_ms: now_ms,
+            last_in: now_ms as u32,
             wheel_at: 0,
             extra: None,
         }
+    }
+
+    /// When the last inbound bytes came (or the connection opened or started connecting), in
+    /// full reactor milliseconds. `last_in` keeps only the low 32 bits (8 bytes less in every
+    /// connection); the time since is under 2^32 ms (49 days) whenever a deadline depends on
+    /// it, since the idle, first-byte and connect timeouts are capped at 24 days
+    /// (`config::MAX_TIMEOUT_MS`) and the idle clock restarts when reading resumes.
+    pub(crate) fn last_in_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(u64::from((now_ms as u32).wrapping_sub(self.last_in)))
+    }
+
+    /// Sets the idle clock to `now_ms` (see [`last_in_ms`](Self::last_in_ms)).
+    pub(crate) fn set_last_in(&mut self, now_ms: u64) {
+        self.last_in = now_ms as u32;
     }
 
     /// When the user timer fires (reactor milliseconds); 0 if none is set.
@@ -373,9 +389,9 @@ mod tests {
     /// The per-connection memory budget of the callback face (issue 8: at most 128 B per idle
     /// connection): the slot is the generation (8 B) and this. A new field must find room.
     #[test]
-    fn a_connection_fits_in_104_bytes() {
+    fn a_connection_fits_in_96_bytes() {
         assert!(
-            std::mem::size_of::<super::Conn>() <= 104,
+            std::mem::size_of::<super::Conn>() <= 96,
             "Conn is {} bytes",
             std::mem::size_of::<super::Conn>()
         );

@@ -139,6 +139,7 @@ impl Core {
         group: Arc<crate::shared::Group>,
         index: u16,
     ) -> Core {
+        let offset = cfg.clock_offset_ms;
         Core {
             cfg,
             epoll,
@@ -154,9 +155,9 @@ impl Core {
             drained: Vec::new(),
             slot_freed: false,
             stopping: false,
-            wheel: Wheel::new(1),
+            wheel: Wheel::new(1 + offset),
             epoch: Instant::now(),
-            now_ms: 1,
+            now_ms: 1 + offset,
             deferred: Vec::new(),
             pieces: Vec::new(),
         }
@@ -164,12 +165,15 @@ impl Core {
 
     /// Reads the clock for this loop turn.
     pub(crate) fn set_now(&mut self, now: Instant) {
-        self.now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64 + 1;
+        self.now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64
+            + 1
+            + self.cfg.clock_offset_ms;
     }
 
     /// The `Instant` of reactor time `ms`.
     pub(crate) fn instant_of(&self, ms: u64) -> Instant {
-        self.epoch + std::time::Duration::from_millis(ms.saturating_sub(1))
+        self.epoch
+            + std::time::Duration::from_millis(ms.saturating_sub(1 + self.cfg.clock_offset_ms))
     }
 
     /// Open connections of this reactor.
@@ -494,7 +498,7 @@ impl Core {
         let Some(conn) = self.get_mut(id) else { return };
         if was_paused && !conn.read.is_paused() {
             // The idle clock stood still while reading was paused.
-            conn.last_in_ms = conn.last_in_ms.max(now);
+            conn.set_last_in(now);
             self.arm(id);
         }
     }
@@ -656,14 +660,17 @@ impl Core {
     pub(crate) fn arm(&mut self, id: ConnId) {
         let linger = self.linger_ms();
         let defaults = self.cfg.timeouts;
+        let now = self.now_ms;
         let Some(conn) = self.get_mut(id) else { return };
-        let Some((at, _)) = next_deadline(conn, &defaults, linger) else {
+        let Some((at, _)) = next_deadline(conn, &defaults, linger, now) else {
             return;
         };
         let tick = self.wheel.tick_for(at);
         let conn = self.get_mut(id).expect("looked up above");
-        if conn.wheel_at == 0 || tick < conn.wheel_at {
-            conn.wheel_at = tick;
+        // Ticks are compared by their low 32 bits: live entries are all within the ring's
+        // span (1024 ticks) of each other, far from the 2^31 where the comparison would turn.
+        if conn.wheel_at == 0 || ((tick as u32).wrapping_sub(conn.wheel_at) as i32) < 0 {
+            conn.wheel_at = tick as u32;
             self.wheel.insert(id, tick);
         }
     }
@@ -683,12 +690,12 @@ impl Core {
         let linger = self.linger_ms();
         let defaults = self.cfg.timeouts;
         let conn = self.get_mut(id)?;
-        if conn.wheel_at != tick {
+        if conn.wheel_at != tick as u32 {
             // Stale: the connection was filed again at an earlier tick since.
             return None;
         }
         conn.wheel_at = 0;
-        let (at, due) = next_deadline(conn, &defaults, linger)?;
+        let (at, due) = next_deadline(conn, &defaults, linger, now)?;
         if at > now {
             self.arm(id);
             return None;
@@ -740,7 +747,7 @@ impl Core {
         let Some(conn) = self.get_mut(id) else { return };
         if which == crate::Timeout::Idle {
             // The new idle time counts from now, not from a read long ago.
-            conn.last_in_ms = conn.last_in_ms.max(now);
+            conn.set_last_in(now);
         }
         conn.extra()
             .timeouts
@@ -910,7 +917,13 @@ fn state_for(reason: &CloseReason) -> u8 {
 ///  write stall  | output stuck, timeout set                      | last progress    | reset
 ///  linger       | closing with output stuck                      | last progress    | reset
 /// ```
-fn next_deadline(conn: &Conn, defaults: &Timeouts, linger_ms: u64) -> Option<(u64, Due)> {
+fn next_deadline(
+    conn: &Conn,
+    defaults: &Timeouts,
+    linger_ms: u64,
+    now_ms: u64,
+) -> Option<(u64, Due)> {
+    let last_in = conn.last_in_ms(now_ms);
     let t = conn
         .extra
         .as_ref()
@@ -926,20 +939,17 @@ fn next_deadline(conn: &Conn, defaults: &Timeouts, linger_ms: u64) -> Option<(u6
         consider(conn.timer_at(), Due::Timer);
     }
     if conn.connecting {
-        // `last_in_ms` is when the connect started.
-        consider(
-            conn.last_in_ms + t.connect.max(1),
-            Due::TimedOut { reset: true },
-        );
+        // `last_in` is when the connect started.
+        consider(last_in + t.connect.max(1), Due::TimedOut { reset: true });
         return best;
     }
     let reading = conn.closing.is_none() && !conn.read.is_finished() && !conn.read.is_paused();
     if reading {
         if let (false, Some(fb)) = (conn.got_first_byte, t.first_byte) {
-            consider(conn.last_in_ms + fb, Due::TimedOut { reset: false });
+            consider(last_in + fb, Due::TimedOut { reset: false });
         }
         if let Some(idle) = t.idle {
-            consider(conn.last_in_ms + idle, Due::TimedOut { reset: false });
+            consider(last_in + idle, Due::TimedOut { reset: false });
         }
     }
     if conn.progress_ms() != 0 && !conn.out.is_empty() {

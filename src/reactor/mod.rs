@@ -472,7 +472,7 @@ impl Reactor {
         }
         conn.connecting = false;
         conn.writable = true;
-        conn.last_in_ms = now_ms;
+        conn.set_last_in(now_ms);
         if let Some(extra) = conn.extra.as_mut() {
             extra.connect_to = None;
         }
@@ -555,7 +555,7 @@ impl Reactor {
             );
             match step {
                 Step::Data(n) => {
-                    conn.last_in_ms = now_ms;
+                    conn.set_last_in(now_ms);
                     conn.got_first_byte = true;
                     crate::stats::add(&self.core.shared.counters.bytes_read, n as u64);
                     if !self.decode(id, n) {

@@ -39,10 +39,20 @@ impl Wheel {
     }
 
     /// The tick an entry for `deadline_ms` goes to (rounded up, within the ring's span).
+    ///
+    /// Never a tick whose low 32 bits are 0: a connection keeps only those bits of its
+    /// entry's tick, 0 meaning none. Once in 497 days such a tick is moved one earlier (safe:
+    /// a due entry re-checks its deadline and files itself again) or, at the cursor, one later
+    /// (a timer then fires two ticks late instead of one).
     pub(crate) fn tick_for(&self, deadline_ms: u64) -> u64 {
-        deadline_ms
+        let tick = deadline_ms
             .div_ceil(RESOLUTION_MS)
-            .clamp(self.cursor, self.cursor + SLOTS - 1)
+            .clamp(self.cursor, self.cursor + SLOTS - 1);
+        match (tick as u32 == 0, tick > self.cursor) {
+            (false, _) => tick,
+            (true, true) => tick - 1,
+            (true, false) => tick + 1,
+        }
     }
 
     /// Adds an entry for `id` at `tick` (from [`tick_for`](Self::tick_for)).
