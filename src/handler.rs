@@ -321,7 +321,10 @@ impl Context<'_> {
         self.core.set_timeout(conn, which, after);
     }
 
-    /// A thread-safe handle to `conn`, or `None` if it is closed.
+    /// A thread-safe handle to `conn`, or `None` if it is closed. With several
+    /// [reactors](crate::Builder::reactors), only this reactor's connections give one here (a
+    /// connection's handle is made by its own reactor: take it in that reactor's callbacks);
+    /// [`ServerHandle::send`] reaches any connection by id.
     pub fn handle(&mut self, conn: ConnId) -> Option<ConnHandle> {
         self.core
             .conn_shared(conn)
