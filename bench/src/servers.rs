@@ -179,6 +179,47 @@ pub fn root_examples_dir() -> PathBuf {
     target.join("release").join("examples")
 }
 
+/// Warns (once per binary) when a release example is older than the library's sources or
+/// examples: the bench runs what is built, so a stale binary measures old code.
+fn warn_if_stale(program: &std::path::Path) {
+    use std::sync::Mutex;
+    static WARNED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let Ok(built) = program.metadata().and_then(|m| m.modified()) else {
+        return;
+    };
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let newest = ["src", "examples"]
+        .iter()
+        .filter_map(|d| newest_mtime(&root.join(d)))
+        .max();
+    if newest.is_some_and(|n| n > built) {
+        let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+        if !warned.iter().any(|p| p == program) {
+            warned.push(program.to_path_buf());
+            eprintln!(
+                "bench: warning: {} is older than the library's sources; it measures the code \
+                 it was built from (run `cargo build --release --examples` first)",
+                program.display()
+            );
+        }
+    }
+}
+
+/// The newest modification time of any file under `dir`.
+fn newest_mtime(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_mtime(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
 impl Builtin {
     /// The command to run, or why it cannot run (binary not built).
     pub fn resolve(&self) -> Result<ServerCmd, String> {
@@ -194,6 +235,9 @@ impl Builtin {
                 }
             };
             return Err(format!("{} not found ({hint})", program.display()));
+        }
+        if let Bin::RootExample(_) = self.bin {
+            warn_if_stale(&program);
         }
         Ok(ServerCmd {
             name: self.name.to_string(),
