@@ -621,3 +621,39 @@ fn idle_ticks_and_timeouts_run_on_every_reactor() {
     drop(clients);
     server.stop_and_join().unwrap();
 }
+
+#[test]
+fn a_dead_reactor_stops_the_others_so_join_and_stopped_do_not_hang() {
+    let server = serve(Builder::new().reactors(2), |_| Echo);
+    let addr = server.local_addr();
+    let handle = server.handle();
+    // A client on the reactor that survives (reactor 1; the panic is injected in reactor 0).
+    let mut clients = Vec::new();
+    while handle.reactor_stats()[1].accepted == 0 {
+        assert!(clients.len() < 64, "every connection went to reactor 0");
+        clients.push(connect(addr));
+        let n = clients.len() as u64;
+        wait_until("the client accepted", || handle.stats().accepted == n);
+    }
+    for c in clients.iter_mut() {
+        common::assert_echo(c, b"before");
+    }
+    handle.inject_panic();
+    // The whole server ends: stopped() resolves and join() returns (the panic as an error),
+    // within a bound, instead of the surviving reactor serving on with nobody to stop it.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        futures::executor::block_on(handle.stopped());
+        let _ = tx.send(server.join());
+    });
+    let joined = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("join() returned after one reactor died");
+    assert!(joined.is_err(), "the dead reactor's panic is reported");
+    for c in clients.iter_mut() {
+        c.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut rest = Vec::new();
+        // Ended: a clean end of file from the stopped reactor, or a reset from the dead one.
+        let _ = c.read_to_end(&mut rest);
+    }
+}

@@ -176,6 +176,10 @@ impl Drop for Reactor {
         }
         self.core.shared.set_finished();
         self.core.shared.discard_commands();
+        // With several reactors, the others stop too (gracefully, each flushing its own
+        // connections): a server missing a reactor is not one to keep serving with, and
+        // nothing else would stop them for `join` and `stopped()` to return.
+        self.core.group.stop();
     }
 }
 
