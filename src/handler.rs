@@ -261,13 +261,19 @@ impl Context<'_> {
     }
 
     /// Stops reading from `conn` (the seed's `stop_reading_from_connection`); the peer then
-    /// feels TCP flow control.
+    /// feels TCP flow control. With several reactors, `conn` may be served by another one.
     pub fn pause_reading(&mut self, conn: ConnId) {
+        if conn.reactor() != self.core.index as usize {
+            return self.server().pause_reading(conn);
+        }
         self.core.pause_reading(conn, crate::reactor::PAUSE_USER);
     }
 
-    /// Resumes reading from `conn`.
+    /// Resumes reading from `conn` (on any reactor, like [`send`](Self::send)).
     pub fn resume_reading(&mut self, conn: ConnId) {
+        if conn.reactor() != self.core.index as usize {
+            return self.server().resume_reading(conn);
+        }
         self.core.resume_reading(conn, crate::reactor::PAUSE_USER);
     }
 

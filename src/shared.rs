@@ -59,6 +59,9 @@ pub(crate) enum Command {
     SendTo(ConnId, Bytes),
     /// A close by id, from another reactor's callback or a [`ServerHandle`].
     CloseId(ConnId),
+    /// Stop or resume reading by id, from another reactor's callback or a [`ServerHandle`].
+    PauseId(ConnId),
+    ResumeId(ConnId),
 }
 
 /// Every reactor of one server (see [`Builder::reactors`](crate::Builder::reactors)): what a
@@ -313,8 +316,24 @@ impl ServerHandle {
     /// Closes connection `id`, whichever reactor serves it, once what is queued for it is
     /// written. Nothing happens if it is already closed.
     pub fn close(&self, id: ConnId) {
+        self.route(id, Command::CloseId(id));
+    }
+
+    /// Stops reading from connection `id`, whichever reactor serves it (the peer then feels
+    /// TCP flow control), like [`Context::pause_reading`](crate::Context::pause_reading).
+    pub fn pause_reading(&self, id: ConnId) {
+        self.route(id, Command::PauseId(id));
+    }
+
+    /// Resumes reading from connection `id` after [`pause_reading`](Self::pause_reading).
+    pub fn resume_reading(&self, id: ConnId) {
+        self.route(id, Command::ResumeId(id));
+    }
+
+    /// Pushes `cmd` to the reactor that serves `id`, if `id` names one of this server's.
+    fn route(&self, id: ConnId, cmd: Command) {
         if let Some(r) = self.group.of(id) {
-            r.push(Command::CloseId(id));
+            r.push(cmd);
         }
     }
 

@@ -657,3 +657,50 @@ fn a_dead_reactor_stops_the_others_so_join_and_stopped_do_not_hang() {
         let _ = c.read_to_end(&mut rest);
     }
 }
+
+#[test]
+fn server_handle_pauses_and_resumes_reading_on_any_reactor() {
+    let (tx, rx) = mpsc::channel::<ConnId>();
+    struct EchoOpened(mpsc::Sender<ConnId>);
+    impl Handler for EchoOpened {
+        fn on_open(&mut self, _: &mut Context<'_>, conn: ConnInfo) {
+            let _ = self.0.send(conn.id);
+        }
+        fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: Bytes) {
+            let _ = ctx.send(conn, data);
+        }
+    }
+    let server = serve(Builder::new().reactors(2), |_| EchoOpened(tx.clone()));
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let mut by_reactor: HashMap<usize, (TcpStream, ConnId)> = HashMap::new();
+    let mut extra = Vec::new();
+    while by_reactor.len() < 2 {
+        assert!(extra.len() < 64, "every connection went to one reactor");
+        let s = connect(addr);
+        let id = rx.recv_timeout(TIMEOUT).unwrap();
+        match by_reactor.entry(id.reactor()) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((s, id));
+            }
+            std::collections::hash_map::Entry::Occupied(_) => extra.push(s),
+        }
+    }
+    for (_, (s, id)) in by_reactor.iter_mut() {
+        handle.pause_reading(*id);
+        // The pause is a command on the connection's reactor: once a later send through the
+        // same queue arrives, the pause has been applied.
+        handle.send(*id, "marker").unwrap();
+        let mut got = [0u8; 6];
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.read_exact(&mut got).unwrap();
+        s.write_all(b"held").unwrap();
+        common::assert_nothing_to_read(s, Duration::from_millis(100));
+        handle.resume_reading(*id);
+        let mut got = [0u8; 4];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"held");
+    }
+    drop(extra);
+    server.stop_and_join().unwrap();
+}

@@ -705,6 +705,8 @@ impl Reactor {
                     }
                 }
                 Command::CloseId(id) => self.core.close(id, CloseReason::Local),
+                Command::PauseId(id) => self.core.pause_reading(id, PAUSE_USER),
+                Command::ResumeId(id) => self.core.resume_reading(id, PAUSE_USER),
                 Command::Connect(addr, reply) => {
                     let face = crate::server::ASYNC_FACE;
                     match self.core.connect(&addr, face) {
