@@ -299,17 +299,7 @@ fn listener_with(addr: &SocketAddr, backlog: i32, reuseport: bool) -> io::Result
     } else {
         libc::AF_INET6
     };
-    // SAFETY: no pointers; a non-negative result is a new fd we own.
-    let raw = cvt(unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    })
-    .map_err(|e| context(e, "socket"))?;
-    // SAFETY: `raw` was just returned by socket() and is owned by nobody else.
-    let fd = unsafe { owned(raw) };
+    let fd = stream_socket(family, "socket")?;
     use std::os::fd::AsFd;
     set_int_opt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
         .map_err(|e| context(e, "setsockopt(SO_REUSEADDR)"))?;
@@ -321,18 +311,47 @@ fn listener_with(addr: &SocketAddr, backlog: i32, reuseport: bool) -> io::Result
             .map_err(|e| context(e, "setsockopt(IPV6_V6ONLY)"))?;
     }
     let (storage, len) = to_sockaddr(addr);
-    // SAFETY: `storage` holds a valid sockaddr of `len` bytes; fd is open.
+    bind_and_listen(&fd, &storage, len, backlog, || format!("bind({addr})"))?;
+    Ok(fd)
+}
+
+/// A new `SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC` socket of `family`; `what` names the
+/// call in an error.
+fn stream_socket(family: libc::c_int, what: &str) -> io::Result<OwnedFd> {
+    // SAFETY: no pointers; a non-negative result is a new fd we own.
+    let raw = cvt(unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })
+    .map_err(|e| context(e, what))?;
+    // SAFETY: `raw` was just returned by socket() and is owned by nobody else.
+    Ok(unsafe { owned(raw) })
+}
+
+/// `bind` to the address in `storage` (`len` bytes of it), then `listen(backlog)`; `bind_what`
+/// names the bind in an error.
+fn bind_and_listen(
+    fd: &OwnedFd,
+    storage: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+    backlog: i32,
+    bind_what: impl FnOnce() -> String,
+) -> io::Result<()> {
+    // SAFETY: `storage` holds a valid socket address of `len` bytes; fd is open.
     cvt(unsafe {
         libc::bind(
             fd.as_raw_fd(),
-            (&storage as *const libc::sockaddr_storage).cast(),
+            (storage as *const libc::sockaddr_storage).cast(),
             len,
         )
     })
-    .map_err(|e| context(e, &format!("bind({addr})")))?;
+    .map_err(|e| context(e, &bind_what()))?;
     // SAFETY: no pointers; fd is open.
     cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map_err(|e| context(e, "listen"))?;
-    Ok(fd)
+    Ok(())
 }
 
 /// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`: the new connection and its peer address (TCP or Unix).
@@ -429,28 +448,10 @@ fn from_sockaddr_any(
 /// SOCK_CLOEXEC)`, `bind`, `listen(backlog)`. `bind` fails with `AddrInUse` if the path exists.
 pub(crate) fn unix_listener(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
     let (storage, len) = unix_sockaddr(path)?;
-    // SAFETY: no pointers; a non-negative result is a new fd we own.
-    let raw = cvt(unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    })
-    .map_err(|e| context(e, "socket(AF_UNIX)"))?;
-    // SAFETY: `raw` was just returned by socket() and is owned by nobody else.
-    let fd = unsafe { owned(raw) };
-    // SAFETY: `storage` holds a valid sockaddr_un of `len` bytes; fd is open.
-    cvt(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    })
-    .map_err(|e| context(e, &format!("bind(unix:{})", path.display())))?;
-    // SAFETY: no pointers; fd is open.
-    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map_err(|e| context(e, "listen"))?;
+    let fd = stream_socket(libc::AF_UNIX, "socket(AF_UNIX)")?;
+    bind_and_listen(&fd, &storage, len, backlog, || {
+        format!("bind(unix:{})", path.display())
+    })?;
     Ok(fd)
 }
 
@@ -470,17 +471,7 @@ pub(crate) fn connect(addr: &Address) -> io::Result<(OwnedFd, Option<io::Error>)
         Address::Tcp(SocketAddr::V6(_)) => libc::AF_INET6,
         Address::Unix(_) => libc::AF_UNIX,
     };
-    // SAFETY: no pointers; a non-negative result is a new fd we own.
-    let raw = cvt(unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    })
-    .map_err(|e| context(e, "socket"))?;
-    // SAFETY: `raw` was just returned by socket() and is owned by nobody else.
-    let fd = unsafe { owned(raw) };
+    let fd = stream_socket(family, "socket")?;
     loop {
         // SAFETY: `storage` holds a valid sockaddr of `len` bytes; fd is open.
         let ret = unsafe {
