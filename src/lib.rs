@@ -64,6 +64,7 @@
 
 mod addr;
 mod async_face;
+mod buf_queue;
 pub mod codec;
 mod config;
 mod error;

@@ -1,10 +1,10 @@
 //! The inbound half: a `Stream` of the buffers (or frames) the peer sent, and the one-consumer
 //! queue that carries them from the reactor.
 
+use crate::buf_queue::BufQueue;
 use crate::shared::{Command, ConnShared};
 use bytes::Bytes;
 use futures::Stream;
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -35,12 +35,8 @@ pub(crate) struct InboundQueue {
 
 #[derive(Default)]
 struct QueueState {
-    /// The oldest frame, inline.
-    first: Option<Bytes>,
-    /// The frames after it (boxed: only a consumer that lags has any, and the box is 8 bytes
-    /// in every connection where a `VecDeque` would be 32).
-    #[allow(clippy::box_collection)]
-    more: Option<Box<VecDeque<Bytes>>>,
+    /// The frames, the oldest inline (only a consumer that lags has more than one).
+    frames: BufQueue,
     /// The consumer waiting for a frame or the end.
     waker: Option<Waker>,
     /// No more frames will come; the error (if any) is yielded after the frames.
@@ -50,35 +46,6 @@ struct QueueState {
     consumer_gone: bool,
 }
 
-impl QueueState {
-    fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.more.as_ref().map_or(0, |m| m.len())
-    }
-
-    fn push(&mut self, frame: Bytes) {
-        if self.first.is_none() {
-            // `more` is empty whenever `first` is (`pop` refills `first` from it).
-            self.first = Some(frame);
-        } else {
-            self.more
-                .get_or_insert_with(Default::default)
-                .push_back(frame);
-        }
-    }
-
-    fn pop(&mut self) -> Option<Bytes> {
-        let frame = self.first.take()?;
-        if let Some(more) = self.more.as_mut() {
-            self.first = more.pop_front();
-            if more.is_empty() && more.capacity() > INBOUND_ITEMS {
-                // A burst (the tail of a closed connection) is over: give its room back.
-                self.more = None;
-            }
-        }
-        Some(frame)
-    }
-}
-
 impl InboundQueue {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -86,7 +53,7 @@ impl InboundQueue {
 
     /// Frames waiting for the consumer.
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().frames.len()
     }
 
     /// Whether the consumer dropped its half (frames pushed now are discarded).
@@ -102,7 +69,7 @@ impl InboundQueue {
             if s.consumer_gone || s.ended {
                 return false;
             }
-            s.push(frame);
+            s.frames.push_back(frame);
             s.waker.take()
         };
         if let Some(w) = waker {
@@ -122,7 +89,7 @@ impl InboundQueue {
             s.ended = true;
             if !s.consumer_gone {
                 for frame in tail {
-                    s.push(frame);
+                    s.frames.push_back(frame);
                 }
                 s.error = error;
             }
@@ -137,8 +104,10 @@ impl InboundQueue {
     /// waker. The second value is the number of frames still queued.
     fn poll_pop(&self, cx: &mut Context<'_>) -> (Poll<Option<io::Result<Bytes>>>, usize) {
         let mut s = self.lock();
-        if let Some(frame) = s.pop() {
-            return (Poll::Ready(Some(Ok(frame))), s.len());
+        if let Some(frame) = s.frames.pop_front() {
+            // A burst (the tail of a closed connection) is over: give its room back.
+            s.frames.release_spare(INBOUND_ITEMS);
+            return (Poll::Ready(Some(Ok(frame))), s.frames.len());
         }
         if s.ended {
             return (Poll::Ready(s.error.take().map(Err)), 0);
@@ -154,8 +123,7 @@ impl InboundQueue {
     fn close_consumer(&self) {
         let mut s = self.lock();
         s.consumer_gone = true;
-        s.first = None;
-        s.more = None;
+        s.frames.clear();
         s.waker = None;
         s.error = None;
     }

@@ -21,6 +21,7 @@
 //!  false    | —                                | nothing; the EPOLLOUT edge sets writable
 //! ```
 
+use crate::buf_queue::BufQueue;
 use crate::error::CloseReason;
 use crate::read_path::{ReadSource, ReadState};
 use crate::shared::ConnShared;
@@ -39,56 +40,6 @@ pub(crate) const PAUSE_USER: u8 = 1;
 pub(crate) const PAUSE_OUTPUT: u8 = 2;
 pub(crate) const PAUSE_CONSUMER: u8 = 4;
 pub(crate) const PAUSE_CLOSING: u8 = 8;
-
-/// The ordered output queue. The front buffer lives inline, so the common case of one
-/// message at a time (an echo, a request/response protocol) never allocates, and an idle
-/// connection holds no queue memory.
-///
-/// # Invariant
-/// `rest` is empty whenever `head` is `None`.
-#[derive(Default)]
-pub(crate) struct OutQueue {
-    head: Option<Bytes>,
-    /// Boxed: most connections never queue a second buffer, and this keeps them small (an
-    /// empty `VecDeque` alone is 32 bytes in every connection).
-    #[allow(clippy::box_collection)]
-    rest: Option<Box<VecDeque<Bytes>>>,
-}
-
-impl OutQueue {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.head.is_none()
-    }
-
-    pub(crate) fn push_back(&mut self, msg: Bytes) {
-        if self.head.is_none() {
-            self.head = Some(msg);
-        } else {
-            self.rest
-                .get_or_insert_with(Default::default)
-                .push_back(msg);
-        }
-    }
-
-    fn front_mut(&mut self) -> Option<&mut Bytes> {
-        self.head.as_mut()
-    }
-
-    fn pop_front(&mut self) {
-        self.head = self.rest.as_mut().and_then(|r| r.pop_front());
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Bytes> {
-        self.head
-            .iter()
-            .chain(self.rest.iter().flat_map(|r| r.iter()))
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.head = None;
-        self.rest = None;
-    }
-}
 
 /// Why a connection is closing once its output is written: a [`CloseReason`] without the
 /// error payload (a close with output to write never comes from an error), in one byte.
@@ -174,7 +125,8 @@ pub(crate) struct Conn {
     /// Index of the face (`server::CALLBACK_FACE` or `ASYNC_FACE`); see [`Conn::face`].
     face: u8,
     pub(crate) read: ReadState,
-    pub(crate) out: OutQueue,
+    /// The ordered output queue.
+    pub(crate) out: BufQueue,
     /// Bytes in `out`.
     pub(crate) out_bytes: usize,
     pub(crate) writable: bool,
@@ -210,7 +162,7 @@ impl Conn {
             fd,
             face: face as u8,
             read,
-            out: OutQueue::default(),
+            out: BufQueue::default(),
             out_bytes: 0,
             writable: true,
             in_dirty: false,
@@ -365,7 +317,7 @@ impl Conn {
                 .expect("written bytes come from the queue");
             if n >= front.len() {
                 n -= front.len();
-                self.out.pop_front();
+                let _ = self.out.pop_front();
             } else {
                 front.advance(n);
                 n = 0;
