@@ -183,7 +183,7 @@ impl Context<'_> {
     /// [`ServerHandle::send`]; a closed or full connection there is not reported (the message
     /// is dropped).
     pub fn send(&mut self, conn: ConnId, msg: impl Into<Bytes>) -> Result<(), SendError> {
-        if conn.reactor() != self.core.index as usize {
+        if self.elsewhere(conn) {
             return self.server().send(conn, msg);
         }
         self.core.send(conn, msg.into())
@@ -192,10 +192,15 @@ impl Context<'_> {
     /// Closes `conn` once what is queued for it is written. Reading from it stops now. With
     /// several reactors, `conn` may be served by another one (see [`send`](Self::send)).
     pub fn close(&mut self, conn: ConnId) {
-        if conn.reactor() != self.core.index as usize {
+        if self.elsewhere(conn) {
             return self.server().close(conn);
         }
         self.core.close(conn, CloseReason::Local);
+    }
+
+    /// Whether `conn` is served by another reactor than this one (see [`send`](Self::send)).
+    fn elsewhere(&self, conn: ConnId) -> bool {
+        conn.reactor() != self.core.index as usize
     }
 
     /// The index of the reactor running this callback (0 with one reactor; see
@@ -263,7 +268,7 @@ impl Context<'_> {
     /// Stops reading from `conn` (the seed's `stop_reading_from_connection`); the peer then
     /// feels TCP flow control. With several reactors, `conn` may be served by another one.
     pub fn pause_reading(&mut self, conn: ConnId) {
-        if conn.reactor() != self.core.index as usize {
+        if self.elsewhere(conn) {
             return self.server().pause_reading(conn);
         }
         self.core.pause_reading(conn, crate::reactor::PAUSE_USER);
@@ -271,7 +276,7 @@ impl Context<'_> {
 
     /// Resumes reading from `conn` (on any reactor, like [`send`](Self::send)).
     pub fn resume_reading(&mut self, conn: ConnId) {
-        if conn.reactor() != self.core.index as usize {
+        if self.elsewhere(conn) {
             return self.server().resume_reading(conn);
         }
         self.core.resume_reading(conn, crate::reactor::PAUSE_USER);

@@ -601,11 +601,7 @@ impl Builder {
             .map(|_| Shared::new(limits).map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
         let group = Arc::new(Group::new(shared.clone()));
-        let (async_faces, incoming) = AsyncFace::for_group(
-            &group,
-            self.cfg.incoming_capacity,
-            self.cfg.inbound_high_water,
-        );
+        let (async_faces, incoming) = AsyncFace::for_group(&group, self.cfg.incoming_capacity);
         let specs = spread_listeners(self.listeners, n, self.cfg.accept_spread, self.cfg.backlog)?;
         let cfg = Arc::new(self.cfg);
         let mut reactors = Vec::with_capacity(n);

@@ -207,7 +207,6 @@ pub(crate) struct AsyncFace {
     index: usize,
     /// This face stopped delivering (and counted itself out of `gate.live`).
     ended: bool,
-    inbound_high_water: usize,
     /// Frames accepted this turn, delivered at its end.
     pending: Vec<(ConnId, Bytes)>,
     /// Outbound connects in progress, and where their outcome goes.
@@ -216,11 +215,7 @@ pub(crate) struct AsyncFace {
 
 impl AsyncFace {
     /// The async face of every reactor of `group`, and the one `Incoming` they all feed.
-    pub(crate) fn for_group(
-        group: &Arc<Group>,
-        capacity: usize,
-        inbound_high_water: usize,
-    ) -> (Vec<AsyncFace>, Incoming) {
+    pub(crate) fn for_group(group: &Arc<Group>, capacity: usize) -> (Vec<AsyncFace>, Incoming) {
         let (tx, rx) = async_channel::bounded(capacity.max(1));
         let n = group.reactors.len();
         let gate = Arc::new(AcceptGate {
@@ -236,7 +231,6 @@ impl AsyncFace {
                 gate: gate.clone(),
                 index,
                 ended: false,
-                inbound_high_water,
                 pending: Vec::new(),
                 connects: HashMap::new(),
             })
@@ -272,7 +266,7 @@ impl AsyncFace {
             // The application dropped the inbound half: it does not want the bytes.
             return None;
         }
-        if shared.inbound_bytes.load(SeqCst) > self.inbound_high_water
+        if shared.inbound_bytes.load(SeqCst) > shared.server.limits.inbound_high
             || shared.inbound.len() + extra.inbound_pending as usize >= INBOUND_ITEMS
         {
             return Some(frame);
