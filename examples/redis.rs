@@ -673,6 +673,29 @@ enum Value {
     Hash(HashMap<Bytes, Bytes>),
 }
 
+impl Value {
+    fn list_mut(&mut self) -> Option<&mut VecDeque<Bytes>> {
+        match self {
+            Value::List(list) => Some(list),
+            _ => None,
+        }
+    }
+
+    fn set_mut(&mut self) -> Option<&mut HashSet<Bytes>> {
+        match self {
+            Value::Set(set) => Some(set),
+            _ => None,
+        }
+    }
+
+    fn hash_mut(&mut self) -> Option<&mut HashMap<Bytes, Bytes>> {
+        match self {
+            Value::Hash(hash) => Some(hash),
+            _ => None,
+        }
+    }
+}
+
 struct Entry {
     value: Value,
     /// Unix time in milliseconds after which the key is gone.
@@ -1274,15 +1297,29 @@ fn push(db: &mut Db, a: &Args<'_>, front: bool, out: &mut Out) {
         }
         list.len() as i64
     };
+    add_to_collection(db, key, out, Value::list_mut, Value::List, fill);
+}
+
+/// Adds to the collection at `key` with `fill` (which returns the count to answer), first
+/// making an empty one if the key is absent; `WRONGTYPE` if the key holds another kind of
+/// value (`kind` picks the collection out of a value, `wrap` makes a new one a value).
+fn add_to_collection<T: Default>(
+    db: &mut Db,
+    key: &[u8],
+    out: &mut Out,
+    kind: fn(&mut Value) -> Option<&mut T>,
+    wrap: impl FnOnce(T) -> Value,
+    fill: impl FnOnce(&mut T) -> i64,
+) {
     if let Some(entry) = db.get_mut(key) {
-        let Value::List(list) = &mut entry.value else {
-            return out.raw(WRONGTYPE);
+        return match kind(&mut entry.value) {
+            Some(collection) => out.int(fill(collection)),
+            None => out.raw(WRONGTYPE),
         };
-        return out.int(fill(list));
     }
-    let mut list = VecDeque::new();
-    out.int(fill(&mut list));
-    db.set(key, Value::List(list), None);
+    let mut collection = T::default();
+    out.int(fill(&mut collection));
+    db.set(key, wrap(collection), None);
 }
 
 /// A count argument of LPOP, RPOP or SPOP.
@@ -1372,15 +1409,7 @@ fn sadd(db: &mut Db, a: &Args<'_>, out: &mut Out) {
         }
         added
     };
-    if let Some(entry) = db.get_mut(key) {
-        let Value::Set(set) = &mut entry.value else {
-            return out.raw(WRONGTYPE);
-        };
-        return out.int(fill(set));
-    }
-    let mut set = HashSet::new();
-    out.int(fill(&mut set));
-    db.set(key, Value::Set(set), None);
+    add_to_collection(db, key, out, Value::set_mut, Value::Set, fill);
 }
 
 fn spop(db: &mut Db, a: &Args<'_>, out: &mut Out) {
@@ -1445,15 +1474,7 @@ fn hset(db: &mut Db, a: &Args<'_>, out: &mut Out) {
         }
         added
     };
-    if let Some(entry) = db.get_mut(key) {
-        let Value::Hash(hash) = &mut entry.value else {
-            return out.raw(WRONGTYPE);
-        };
-        return out.int(fill(hash));
-    }
-    let mut hash = HashMap::new();
-    out.int(fill(&mut hash));
-    db.set(key, Value::Hash(hash), None);
+    add_to_collection(db, key, out, Value::hash_mut, Value::Hash, fill);
 }
 
 fn hget(db: &mut Db, a: &Args<'_>, out: &mut Out) {
